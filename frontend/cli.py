@@ -1,0 +1,102 @@
+"""``feproxy``: the command line (serve, check-config, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from frontend.errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="feproxy", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the front end")
+    serve.add_argument("--config", required=True, help="configuration file (TOML)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    serve.add_argument("--log-json", action="store_true", help="log JSON lines")
+    serve.add_argument("--access-log", default="-", help="access log file ('-': stdout)")
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file")
+
+    demo = sub.add_parser("demo", help="run directory, stub farm and front end together")
+    demo.add_argument("--port", type=int, default=8000, help="front-end port on 127.0.0.1")
+    demo.add_argument("--backend-port", type=int, default=8080, help="stub farm port")
+    demo.add_argument("--ldap-port", type=int, default=3389, help="demo directory port")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check(args.file)
+    if args.command == "serve":
+        return _serve(args)
+    from frontend.demo import run_demo
+
+    return run_demo(args)
+
+
+def _check(path: str) -> int:
+    from frontend.config import load_config
+
+    try:
+        load_config(path)
+    except ConfigError as e:
+        print(f"feproxy: {path}: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+def _serve(args: Any) -> int:
+    from twisted.internet import reactor
+
+    from frontend.config import load_config
+    from frontend.logs import start_logging
+    from frontend.service import FrontEndService
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"feproxy: {args.config}: {e}", file=sys.stderr)
+        return 1
+    access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
+    start_logging(access=access, level=args.log_level, json=args.log_json)
+    service = FrontEndService(config, reactor)
+    exit_code: list[int] = []
+
+    def on_hup(signum: int, frame: Any) -> None:
+        reactor.callFromThread(service.reload, args.config)  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGHUP, on_hup)
+    reactor.callWhenRunning(_start, service, reactor, exit_code)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return exit_code[0] if exit_code else 0
+
+
+def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
+    from twisted.logger import Logger
+
+    log = Logger()
+    try:
+        service.startService()
+    except Exception as e:  # a listener that cannot listen: say so and stop
+        log.critical("cannot start: {e}", e=e)
+        exit_code.append(1)
+        reactor.stop()
+        return
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    log.info("feproxy {name} serving on {listen}", name=service.config.frontend.name,
+             listen=", ".join(service.config.frontend.listen))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

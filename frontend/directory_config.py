@@ -1,0 +1,73 @@
+"""The ``[directory]`` table of the configuration file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from frontend.directory import AttributeNames, DirectorySettings
+from frontend.errors import ConfigError
+
+__all__ = ["parse_directory"]
+
+_KEYS = {
+    "url", "bind_dn", "bind_password", "bind_password_file", "base_dn", "config_dn",
+    "netbios_domain", "timeout", "pool_size", "attributes",
+}
+
+
+def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySettings:
+    """Validate ``[directory]``; ``bind_password_file`` is read relative to ``base``."""
+    for name in t:
+        if name not in _KEYS:
+            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of {', '.join(sorted(_KEYS))})")
+
+    def text(name: str, default: str | None = None) -> str:
+        v = t.get(name, default)
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{key}.{name}", "missing" if v is None else "expected a non-empty string")
+        return v
+
+    url = text("url")
+    if not url.startswith(("ldap://", "ldaps://")):
+        raise ConfigError(f"{key}.url", "expected ldap://host:port or ldaps://host:port")
+    if "bind_password_file" in t:
+        pfile = base / text("bind_password_file")
+        try:
+            password = pfile.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"{key}.bind_password_file", f"cannot read: {e.strerror}") from None
+    else:
+        password = text("bind_password")
+    base_dn = text("base_dn")
+    timeout = t.get("timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"{key}.timeout", "expected a positive number of seconds")
+    pool_size = t.get("pool_size", 4)
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 64:
+        raise ConfigError(f"{key}.pool_size", "expected an integer from 1 to 64")
+    netbios = t.get("netbios_domain")
+    if netbios is not None and not isinstance(netbios, str):
+        raise ConfigError(f"{key}.netbios_domain", "expected a string")
+    attrs = t.get("attributes", {})
+    if not isinstance(attrs, Mapping):
+        raise ConfigError(f"{key}.attributes", "expected a table")
+    known = {f.name for f in fields(AttributeNames)}
+    for name, value in attrs.items():
+        if name not in known:
+            raise ConfigError(f"{key}.attributes.{name}", f"unknown attribute key (expected one of {', '.join(sorted(known))})")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}.attributes.{name}", "expected an attribute name")
+    return DirectorySettings(
+        url=url,
+        bind_dn=text("bind_dn"),
+        bind_password=password,
+        base_dn=base_dn,
+        config_dn=text("config_dn", base_dn),
+        netbios_domain=netbios,
+        timeout=float(timeout),
+        pool_size=pool_size,
+        attributes=AttributeNames(**attrs),
+    )

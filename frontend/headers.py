@@ -1,0 +1,95 @@
+"""Header handling between client, front end and back end (pure functions).
+
+DESIGN.md section 3: hop-by-hop headers, and those named in ``Connection``,
+are never forwarded in either direction; the front-end headers are set by
+the front end after deleting whatever the client sent under those names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from twisted.web.http_headers import Headers
+
+__all__ = [
+    "HOP_BY_HOP",
+    "FRONT_END_HEADERS",
+    "connection_tokens",
+    "backend_request_headers",
+    "client_response_headers",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+# Set only by the front end; a client's copy is always dropped.
+FRONT_END_HEADERS = frozenset(
+    {b"x-forwarded-for", b"front-end-https", b"x-front-end-server"}
+)
+
+# The front end re-frames the body itself (it has read it completely, so it
+# sends a Content-Length) and has already answered any 100-continue.
+_REFRAMED = frozenset({b"content-length", b"expect"})
+
+
+def connection_tokens(values: Iterable[bytes] | None) -> frozenset[bytes]:
+    """The header names listed in ``Connection`` header values, lowercased."""
+    out: set[bytes] = set()
+    for value in values or ():
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                out.add(token)
+    return frozenset(out)
+
+
+def _end_to_end(headers: Headers) -> Iterable[tuple[bytes, list[bytes]]]:
+    named = connection_tokens(headers.getRawHeaders(b"connection"))
+    for name, values in headers.getAllRawHeaders():
+        low = name.lower()
+        if low in HOP_BY_HOP or low in named:
+            continue
+        yield name, values
+
+
+def backend_request_headers(
+    client: Headers,
+    *,
+    client_address: str,
+    secure: bool,
+    frontend_name: str,
+    extra_drop: frozenset[bytes] = frozenset(),
+) -> Headers:
+    """The headers to send to the back end for a client's request headers.
+
+    ``Host`` and ``Authorization`` pass unchanged; hop-by-hop headers go;
+    the front-end headers are replaced by the front end's own values.
+    """
+    out = Headers()
+    drop = FRONT_END_HEADERS | _REFRAMED | extra_drop
+    for name, values in _end_to_end(client):
+        if name.lower() in drop:
+            continue
+        out.setRawHeaders(name, values)
+    out.setRawHeaders(b"X-Forwarded-For", [client_address.encode("ascii")])
+    if secure:
+        out.setRawHeaders(b"Front-End-Https", [b"On"])
+    out.setRawHeaders(b"X-Front-End-Server", [frontend_name.encode("ascii")])
+    return out
+
+
+def client_response_headers(backend: Headers) -> list[tuple[bytes, list[bytes]]]:
+    """The back end's response headers that go on to the client."""
+    return list(_end_to_end(backend))

@@ -1,0 +1,109 @@
+"""The router: finds the facts a routing decision needs, then decides.
+
+The decisions themselves are the pure functions of :mod:`frontend.routing`;
+this class only gathers what they need (authentication, directory lookups
+through caches) for each kind of virtual directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass, replace
+from typing import Any
+
+from frontend.config import Config, VirtualDirectory
+from frontend.errors import Forbidden, NotFound
+from frontend.routing import (
+    Route,
+    Target,
+    check_mailbox_owner,
+    implicit_target,
+    mailbox_logon,
+    mailbox_route,
+    match_vdir,
+    static_route,
+)
+
+__all__ = ["ClientRequest", "Router"]
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """What routing may look at in a client's request."""
+
+    method: bytes
+    target: Target
+    authorization: bytes | None
+    client_address: str
+    secure: bool
+
+
+class Router:
+    """Routes requests under one configuration.
+
+    ``auth`` (an :class:`~frontend.auth.Authenticator`) is None when the front
+    end does not authenticate; ``lookups`` is None without a directory.
+    """
+
+    def __init__(
+        self, config: Config, unavailable: Container[str], *,
+        lookups: Any = None, auth: Any = None,
+    ) -> None:
+        self._config = config
+        self._unavailable = unavailable
+        self._lookups = lookups
+        self._auth = auth
+
+    async def route(self, request: ClientRequest) -> tuple[Route, str | None]:
+        """The route for ``request`` and the authenticated user's login, if any."""
+        found = match_vdir(self._config.vdirs, request.target)
+        if found is None:
+            raise NotFound()
+        vdir, rest = found
+        if vdir.kind == "static":
+            return static_route(vdir, request.target, self._unavailable), None
+        user = None
+        if self._auth is not None:
+            user = await self._auth.authenticate(request.authorization)
+            if not user.http_enabled:
+                raise Forbidden("HTTP access is disabled for this user.")
+        login = user.login if user is not None else None
+        if vdir.kind == "mailbox":
+            return await self._mailbox(vdir, rest, request, user), login
+        raise NotFound(detail=f"virtual directory kind {vdir.kind} not routable")
+
+    async def _mailbox(
+        self, vdir: VirtualDirectory, rest: tuple[str, ...], request: ClientRequest,
+        user: Any,
+    ) -> Route:
+        logon = mailbox_logon(vdir, rest)
+        if logon.address is None:
+            if user is None:
+                raise NotFound("Name a mailbox in the path, as in /exchange/<name>/.")
+            owner, key = user, ("user", user.login.lower())
+            alias = user.alias or user.login
+            target = implicit_target(request.target, len(vdir.segments), alias)
+        else:
+            key = ("mailbox", logon.address.lower())
+            owner = await self._lookups.mailbox.get(key[1])
+            target = request.target.raw
+        store = check_mailbox_owner(owner)
+        server = await self._lookups.store_server.get(store)
+        return mailbox_route(vdir, target, server, key)
+
+    async def reroute_refused(self, route: Route) -> Route | None:
+        """After the only server of ``route`` refused: look its owner up again.
+
+        Bypasses the caches (the mailbox may have moved).  Returns a route to
+        the new server, or None when the directory still names the same one.
+        """
+        if route.owner_key is None or self._lookups is None:
+            return None
+        kind, name = route.owner_key
+        cache = self._lookups.user if kind == "user" else self._lookups.mailbox
+        owner = await cache.get(name, fresh=True)
+        store = check_mailbox_owner(owner)
+        server = await self._lookups.store_server.get(store, fresh=True)
+        if server is None or server.lower() in (s.lower() for s in route.servers):
+            return None
+        return replace(route, servers=(server,))

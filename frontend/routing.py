@@ -1,0 +1,187 @@
+"""The routing decision: pure functions over the request and directory facts.
+
+Nothing here does I/O.  :mod:`frontend.router` fetches the facts a decision
+needs (from the directory, through caches) and calls these functions; tests
+call them with plain values.
+
+The request-target is validated before anything routes on it: a path that
+could be read one way here and another way by the back end (dot-segments,
+encoded slashes, empty segments, control characters) is refused, so a URL can
+never be routed by one mailbox name and served as another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from typing import Any
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
+
+from frontend.config import VirtualDirectory
+from frontend.errors import BadRequest, Forbidden, NotFound
+
+__all__ = [
+    "Target",
+    "Route",
+    "parse_target",
+    "match_vdir",
+    "static_route",
+    "MailboxLogon",
+    "mailbox_logon",
+    "implicit_target",
+    "check_mailbox_owner",
+    "mailbox_route",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated origin-form request-target."""
+
+    raw: bytes  # exactly as the client sent it
+    path: bytes  # raw path, without the query
+    query: bytes | None  # raw query without "?", None when absent
+    segments: tuple[str, ...]  # percent-decoded path segments
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes and how failures are treated.
+
+    ``servers`` are the candidates in preference order.  ``failover``: when a
+    server cannot be reached (nothing of the request reached it), try the
+    next.  ``mark``: such a server is marked unavailable.  ``referrals``: a
+    421 referral from the back end is followed.
+    """
+
+    vdir: VirtualDirectory
+    servers: tuple[str, ...]
+    target: bytes
+    failover: bool = False
+    mark: bool = False
+    referrals: bool = False
+    token: bytes = b""
+    # For a mailbox: which directory entry to look up again, bypassing the
+    # cache, when its server refuses the connection (the mailbox may have
+    # moved): ("user", login) or ("mailbox", address).
+    owner_key: tuple[str, str] | None = None
+
+
+_BAD_BYTES = frozenset(range(0x21)) | {0x7F, ord("\\")}
+
+
+def parse_target(raw: bytes) -> Target:
+    """Validate a request-target; raise :class:`BadRequest` when unsafe."""
+    if not raw.startswith(b"/"):
+        raise BadRequest("Only origin-form request targets (/path) are accepted.")
+    path, sep, query = raw.partition(b"?")
+    if any(b >= 0x80 or b in _BAD_BYTES for b in path):
+        raise BadRequest("The request path holds characters that are not allowed.")
+    parts = path[1:].split(b"/")
+    if parts and parts[-1] == b"":
+        parts.pop()  # trailing slash
+    segments: list[str] = []
+    for part in parts:
+        decoded = unquote_to_bytes(part)
+        if not part or b"/" in decoded or b"\\" in decoded:
+            raise BadRequest("The request path has empty or encoded-slash segments.")
+        if any(b < 0x20 or b == 0x7F for b in decoded):
+            raise BadRequest("The request path holds control characters.")
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The request path is not valid UTF-8.") from None
+        if text.split(";", 1)[0] in (".", ".."):
+            raise BadRequest("The request path holds dot-segments.")
+        segments.append(text)
+    return Target(raw=raw, path=path, query=query if sep else None, segments=tuple(segments))
+
+
+def match_vdir(
+    vdirs: Sequence[VirtualDirectory], target: Target
+) -> tuple[VirtualDirectory, tuple[str, ...]] | None:
+    """The virtual directory with the longest matching path, and what follows it.
+
+    Matching is by whole segments and case-insensitive, as IIS matches them.
+    """
+    lowered = tuple(s.lower() for s in target.segments)
+    best: VirtualDirectory | None = None
+    for vdir in vdirs:
+        n = len(vdir.segments)
+        if lowered[:n] == vdir.segments and (best is None or n > len(best.segments)):
+            best = vdir
+    if best is None:
+        return None
+    return best, target.segments[len(best.segments) :]
+
+
+def static_route(
+    vdir: VirtualDirectory, target: Target, unavailable: Container[str] = ()
+) -> Route:
+    """A fixed server list: in configured order, reachable ones first."""
+    servers = tuple(s for s in vdir.servers if s not in unavailable) + tuple(
+        s for s in vdir.servers if s in unavailable
+    )
+    return Route(vdir=vdir, servers=servers, target=target.raw, failover=True)
+
+
+@dataclass(frozen=True)
+class MailboxLogon:
+    """What a mailbox URL asks for: explicit logon gives ``address``."""
+
+    address: str | None  # None: implicit logon (the authenticated user's own)
+
+
+def mailbox_logon(vdir: VirtualDirectory, rest: tuple[str, ...]) -> MailboxLogon:
+    """Explicit logon names a mailbox after the virtual directory; else implicit.
+
+    ``<name>`` is combined with the virtual directory's SMTP domain;
+    ``<name>@<domain>`` overrides the domain.
+    """
+    if not rest:
+        return MailboxLogon(address=None)
+    name = rest[0]
+    local, at, domain = name.partition("@")
+    if not local or (at and not domain) or "@" in domain:
+        raise BadRequest("The mailbox name in the path is malformed.")
+    if not at:
+        domain = vdir.smtp_domain or ""
+    return MailboxLogon(address=f"{local}@{domain}")
+
+
+def implicit_target(target: Target, vdir_segment_count: int, alias: str) -> bytes:
+    """Rewrite ``/exchange/...`` to ``/exchange/<alias>/...`` (implicit logon).
+
+    The virtual directory's segments keep the client's spelling; the alias is
+    percent-encoded.  Anything after the virtual directory is kept.
+    """
+    parts = target.path[1:].split(b"/")
+    head = parts[:vdir_segment_count]
+    tail = parts[vdir_segment_count:]
+    new = b"/" + b"/".join([*head, quote(alias, safe="").encode("ascii"), *tail])
+    if not tail:
+        new += b"/"
+    if target.query is not None:
+        new += b"?" + target.query
+    return new
+
+
+def check_mailbox_owner(owner: Any) -> str:
+    """The owner's mailbox store DN; 404 without a mailbox, 403 without HTTP."""
+    if owner is None:
+        raise NotFound("No such mailbox.")
+    if not owner.http_enabled:
+        raise Forbidden("HTTP access to this mailbox is disabled.")
+    if not owner.home_mdb:
+        raise NotFound("No such mailbox.")
+    return str(owner.home_mdb)
+
+
+def mailbox_route(
+    vdir: VirtualDirectory, target: bytes, server: str | None,
+    owner_key: tuple[str, str],
+) -> Route:
+    """A mailbox lives on one server: no failover, no marks."""
+    if server is None:
+        raise NotFound("No such mailbox.", detail=f"no server for {owner_key}")
+    return Route(vdir=vdir, servers=(server,), target=target, owner_key=owner_key)

@@ -1,0 +1,125 @@
+"""The front end as a Twisted service: listeners, site, current runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from frontend.config import Config, load_config
+from frontend.errors import ConfigError
+from frontend.marks import UnavailableMarks
+from frontend.proxy import FrontEndResource, Runtime
+
+__all__ = ["FrontEndSite", "FrontEndService"]
+
+log = Logger()
+
+
+class FrontEndSite(Site):
+    """A Site whose access log is ours (``feproxy.access``), not Twisted's."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class FrontEndService(MultiService):
+    """Listeners for one front end, serving the current configuration.
+
+    :meth:`reload` swaps in a new configuration: requests in flight keep the
+    runtime they started with; unavailable marks are kept.
+    """
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self.marks = UnavailableMarks(reactor, config.frontend.unavailable_for)
+        self._directory: Any = None
+        self._directory_settings: Any = None
+        self._retired: list[Any] = []
+        self.runtime = Runtime.build(
+            config, reactor, self.marks, directory=self._directory_for(config)
+        )
+        self.loaded_at = reactor.seconds()
+        self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks)
+        self.site = FrontEndSite(self.resource, reactor=reactor)
+        self._listeners: dict[str, Any] = {}
+        self._set_listeners(config.frontend.listen)
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    def _set_listeners(self, wanted: tuple[str, ...]) -> None:
+        for desc in list(self._listeners):
+            if desc not in wanted:
+                svc = self._listeners.pop(desc)
+                svc.disownServiceParent()
+        for desc in wanted:
+            if desc not in self._listeners:
+                svc = strports.service(desc, self.site, reactor=self._reactor)
+                svc.setName(f"listen {desc}")
+                svc.setServiceParent(self)
+                self._listeners[desc] = svc
+
+    def _directory_for(self, config: Config) -> Any:
+        """The directory client for ``config``: kept while its settings are unchanged.
+
+        A replaced client is stopped a response timeout later, when requests
+        that started with it are over.
+        """
+        settings = config.directory
+        if settings == self._directory_settings:
+            return self._directory
+        old = self._directory
+        self._directory_settings = settings
+        self._directory = None
+        if settings is not None:
+            from frontend.directory import LdapDirectory
+
+            self._directory = LdapDirectory(settings, self._reactor)
+            if self.running:
+                self._directory.start()
+        if old is not None:
+            self._retired.append(old)
+            self._reactor.callLater(config.frontend.response_timeout, self._retire, old)
+        return self._directory
+
+    def _retire(self, directory: Any) -> None:
+        if directory in self._retired:
+            self._retired.remove(directory)
+            directory.stop()
+
+    def startService(self) -> None:
+        if self._directory is not None:
+            self._directory.start()
+        super().startService()
+
+    def stopService(self) -> Any:
+        d = super().stopService()
+        for directory in [self._directory, *self._retired]:
+            if directory is not None:
+                directory.stop()
+        self._retired.clear()
+        return d
+
+    def reload(self, path: str) -> bool:
+        """Load ``path`` and swap it in; on error keep serving the old one."""
+        try:
+            config = load_config(path)
+        except ConfigError as e:
+            log.error("configuration not reloaded, keeping the old one: {e}", e=e)
+            return False
+        self.marks.duration = config.frontend.unavailable_for
+        self.runtime = Runtime.build(
+            config, self._reactor, self.marks, directory=self._directory_for(config)
+        )
+        self.loaded_at = self._reactor.seconds()
+        self._set_listeners(config.frontend.listen)
+        log.info("configuration reloaded from {path}", path=path)
+        return True

@@ -1,0 +1,249 @@
+"""In-memory stand-ins for fast tests: a back-end agent and a front end.
+
+``FakeBackends`` has the ``send`` method of :class:`frontend.forward.BackendAgent`;
+each call is recorded and answered by a function of the test's choosing.
+``front_end`` builds the real resource around it, driven by ``StubTreq``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet import defer
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from frontend.config import Config, parse_config
+from frontend.marks import UnavailableMarks
+from frontend.proxy import FrontEndResource, Runtime
+
+
+@dataclass
+class Sent:
+    server: str
+    method: bytes
+    target: bytes
+    headers: Headers
+    body: bytes
+
+
+@implementer(IConsumer)
+class _Collect:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+class _FakeTransport:
+    def __init__(self) -> None:
+        self.paused = False
+        self.stopped = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+@dataclass
+class FakeResponse:
+    """An IResponse with a body delivered at once (or cut when ``error`` is set)."""
+
+    code: int = 200
+    phrase: bytes = b"OK"
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    error: Failure | None = None
+    version: tuple[bytes, int, int] = (b"HTTP", 1, 1)
+
+    @property
+    def length(self) -> Any:
+        cl = self.headers.getRawHeaders(b"content-length")
+        return int(cl[0]) if cl else UNKNOWN_LENGTH
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.makeConnection(_FakeTransport())
+        if self.body:
+            protocol.dataReceived(self.body)
+        protocol.connectionLost(self.error or Failure(ResponseDone()))
+
+
+Answer = Callable[[Sent], "FakeResponse | BaseException"]
+
+
+class FakeBackends:
+    """Records what the front end sends; answers with ``answer(sent)``."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.sent: list[Sent] = []
+        self.answer: Answer = answer or (lambda s: FakeResponse(body=b"ok"))
+
+    def send(
+        self, server: str, method: bytes, target: bytes, headers: Headers,
+        body: IBodyProducer | None,
+    ) -> defer.Deferred[Any]:
+        data = b""
+        if body is not None:
+            c = _Collect()
+            body.startProducing(c)
+            data = c.data
+        s = Sent(server, method, target, headers, data)
+        self.sent.append(s)
+        result = self.answer(s)
+        if isinstance(result, BaseException):
+            return defer.fail(result)
+        return defer.succeed(result)
+
+
+BASE_CONFIG: dict[str, Any] = {
+    "frontend": {
+        "name": "fe1.example.com",
+        "listen": ["tcp:0"],
+        "authenticate": False,
+    },
+    "vdirs": [
+        {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com", "ex2.example.com"]},
+    ],
+}
+
+
+def make_config(**frontend: Any) -> Config:
+    data = {**BASE_CONFIG, "frontend": {**BASE_CONFIG["frontend"], **frontend}}
+    return parse_config(data)
+
+
+@dataclass
+class FrontEnd:
+    treq: StubTreq
+    backends: FakeBackends
+    marks: UnavailableMarks
+    clock: Clock
+    runtime: Runtime
+
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        """(response, body) of one request, or the Failure it ended with."""
+        d = self.treq.request(method, url, **kw)
+        self.treq.flush()
+        results: list[Any] = []
+        d.addBoth(results.append)
+        self.treq.flush()
+        assert results, "no response"
+        if isinstance(results[0], Failure):
+            return results[0]
+        body = self.treq.content(results[0])
+        self.treq.flush()
+        got: list[Any] = []
+        body.addBoth(got.append)
+        return results[0], got[0]
+
+
+def front_end(
+    backends: FakeBackends | None = None, config: Config | None = None,
+    directory: Any = None,
+) -> FrontEnd:
+    """The real front-end resource over fake back ends, driven in memory."""
+    backends = backends or FakeBackends()
+    config = config or make_config()
+    clock = Clock()
+    marks = UnavailableMarks(clock, config.frontend.unavailable_for)
+    runtime = Runtime.build(config, clock, marks, agent=backends, directory=directory)
+    resource = FrontEndResource(lambda: runtime, clock, marks)
+    treq = StubTreq(resource)
+    return FrontEnd(treq=treq, backends=backends, marks=marks, clock=clock, runtime=runtime)
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    dn: str
+    login: str
+    primary_smtp: str | None
+    alias: str | None
+    home_mdb: str | None
+    http_enabled: bool = True
+    token: bytes = b""
+    addresses: tuple[str, ...] = ()
+    password: str = ""
+
+
+class FakeDirectory:
+    """The directory client's interface over a few users, counting every call.
+
+    ``down`` makes every call fail as an unreachable directory would.
+    """
+
+    def __init__(self, users: list[FakeUser], store_servers: dict[str, str]) -> None:
+        self.users = {u.login.lower(): u for u in users}
+        self.store_servers = dict(store_servers)
+        self.calls: list[tuple[str, Any]] = []
+        self.down = False
+
+    def _answer(self, name: str, arg: Any, value: Any) -> defer.Deferred[Any]:
+        self.calls.append((name, arg))
+        if self.down:
+            from frontend.errors import DirectoryUnavailable
+
+            return defer.fail(DirectoryUnavailable(detail="fake directory down"))
+        return defer.succeed(value)
+
+    def find_user(self, login: str) -> defer.Deferred[Any]:
+        return self._answer("find_user", login, self.users.get(login.lower()))
+
+    def find_mailbox(self, address: str) -> defer.Deferred[Any]:
+        found = None
+        for u in self.users.values():
+            if address.lower() in (a.lower() for a in u.addresses):
+                found = u
+        return self._answer("find_mailbox", address, found)
+
+    def check_password(self, dn: str, password: str) -> defer.Deferred[bool]:
+        ok = any(u.dn == dn and u.password == password for u in self.users.values())
+        return self._answer("check_password", dn, ok and bool(password))
+
+    def server_of_store(self, dn: str) -> defer.Deferred[Any]:
+        return self._answer("server_of_store", dn, self.store_servers.get(dn))
+
+
+MB1 = "cn=MB1,cn=stores"
+MB2 = "cn=MB2,cn=stores"
+ALICE = FakeUser("cn=alice", "alice", "alice@example.com", "alice", MB1,
+                 addresses=("alice@example.com", "a.archer@example.com"), password="alice-pw")
+BOB = FakeUser("cn=bob", "bob", "bob@example.com", "bob", MB2,
+               addresses=("bob@example.com",), password="bob-pw")
+CAROL = FakeUser("cn=carol", "carol", "carol@example.com", "carol", MB1, http_enabled=False,
+                 addresses=("carol@example.com",), password="carol-pw")
+DAVE = FakeUser("cn=dave", "dave", None, None, None, password="dave-pw")
+
+
+def fake_directory() -> FakeDirectory:
+    return FakeDirectory([ALICE, BOB, CAROL, DAVE], {MB1: "ex1.example.com", MB2: "ex2.example.com"})
+
+
+MAILBOX_CONFIG: dict[str, Any] = {
+    "frontend": {"name": "fe1.example.com", "listen": ["tcp:0"], "realm": "example.com"},
+    "directory": {"url": "ldap://127.0.0.1:1", "bind_dn": "cn=svc", "bind_password": "x",
+                  "base_dn": "dc=example,dc=com"},
+    "vdirs": [
+        {"path": "/exchange", "kind": "mailbox", "smtp_domain": "example.com"},
+        {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]},
+    ],
+}

@@ -1,0 +1,92 @@
+"""Configuration validation: every error names its key path; the CLI refuses bad files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from frontend.config import load_config, parse_config
+from frontend.errors import ConfigError
+from tests.fakes import BASE_CONFIG
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    data = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in BASE_CONFIG.items()}
+    for dotted, value in changes.items():
+        section, _, key = dotted.partition("__")
+        if key:
+            data[section][key] = value
+        else:
+            data[section] = value
+    return data
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"frontend__listen": []}, "frontend.listen"),
+    ({"frontend__listen": ["tcp:notaport"]}, "frontend.listen[0]"),
+    ({"frontend__listen": ["ssl:443:privateKey=/nonexistent.pem"]}, "frontend.listen[0]"),
+    ({"frontend__backend_port": 70000}, "frontend.backend_port"),
+    ({"frontend__connect_timeout": "5"}, "frontend.connect_timeout"),
+    ({"frontend__hash_policy": "random"}, "frontend.hash_policy"),
+    ({"frontend__bogus": 1}, "frontend.bogus"),
+    ({"vdirs": [{"path": "exchweb", "kind": "static", "servers": ["a"]}]}, "vdirs[0].path"),
+    ({"vdirs": [{"path": "/x", "kind": "weird"}]}, "vdirs[0].kind"),
+    ({"vdirs": [{"path": "/x", "kind": "static", "servers": []}]}, "vdirs[0].servers"),
+    ({"vdirs": [{"path": "/x", "kind": "static", "servers": ["a"]},
+                {"path": "/X/", "kind": "static", "servers": ["b"]}]}, "vdirs[1].path"),
+    ({"hosts": {"ex1": "not-an-ip"}}, "hosts.ex1"),
+    ({"frontend__authenticate": True}, "directory"),
+])
+def test_invalid_values_name_their_key(changes: dict[str, Any], key: str) -> None:
+    """Each kind of mistake is reported with the dotted path of the key at fault."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(_with(**changes))
+    assert e.value.key == key
+
+
+def test_defaults_fill_in_a_minimal_file() -> None:
+    """A minimal file gets port 80 back ends, ten-minute caches and marks, rendezvous."""
+    fe = parse_config(BASE_CONFIG).frontend
+    assert fe.backend_port == 80 and fe.cache_ttl == 600 and fe.unavailable_for == 600
+    assert fe.hash_policy == "rendezvous"
+
+
+def test_shipped_configurations_are_valid() -> None:
+    """Every example configuration in conf/ passes validation."""
+    files = sorted((ROOT / "conf").glob("feproxy*.toml"))
+    assert files
+    for f in files:
+        load_config(f)
+
+
+def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> None:
+    """`feproxy check-config` prints the key path and reason and exits 1 on a bad file."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[frontend]\nlisten = ["tcp:8000"]\nbackend_port = "eighty"\n'
+                   'authenticate = false\n[[vdirs]]\npath = "/x"\nkind = "static"\n'
+                   'servers = ["a"]\n')
+    r = subprocess.run([sys.executable, "-m", "frontend.cli", "check-config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "frontend.backend_port: expected int, got str" in r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(bad.read_text().replace('"eighty"', "8080"))
+    r = subprocess.run([sys.executable, "-m", "frontend.cli", "check-config", str(good)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
+    """`feproxy serve` with an invalid file exits non-zero before listening."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[frontend\n")
+    r = subprocess.run([sys.executable, "-m", "frontend.cli", "serve", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "not valid TOML" in r.stderr
