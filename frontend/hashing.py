@@ -230,20 +230,27 @@ def exchange_position(token: bytes) -> float:
     return _position_bits(token) / _POSITION_SCALE
 
 
+_RENDEZVOUS: Final = RendezvousPolicy()
+
+
 class ExchangePolicy:
     """Exchange 2003: ``n`` equal ranges of the token space over the sorted list."""
 
     name: str = "exchange"
 
     def order(self, token: bytes, servers: Sequence[str]) -> tuple[str, ...]:
-        """The server whose range holds the token, then the same over the rest."""
-        bits = _position_bits(token)
-        remaining = list(_prepare(_as_tuple(servers)))
-        ordered = []
-        while remaining:
-            index = (bits * len(remaining)) >> _POSITION_BITS
-            ordered.append(remaining.pop(index)[0])
-        return tuple(ordered)
+        """The server whose range holds the token, then the rest in rendezvous order.
+
+        Recomputing the ranges over the survivors (as Exchange 2003 did) would
+        send a failed server's users to its one or two name-order neighbours
+        only; rendezvous order over the rest spreads them over every survivor.
+        """
+        prepared = _prepare(_as_tuple(servers))
+        if not prepared:
+            return ()
+        first = prepared[(_position_bits(token) * len(prepared)) >> _POSITION_BITS][0]
+        rest = tuple(name for name, _ in prepared if name != first)
+        return (first, *_RENDEZVOUS.order(token, rest))
 
     def _choose(
         self, token: bytes, servers: Sequence[str], skip: _Unavailable | None
@@ -252,17 +259,11 @@ class ExchangePolicy:
         prepared = _prepare(_as_tuple(servers))
         if not prepared:
             return None
-        bits = _position_bits(token)
-        name, lower = prepared[(bits * len(prepared)) >> _POSITION_BITS]
+        name, lower = prepared[(_position_bits(token) * len(prepared)) >> _POSITION_BITS]
         if skip is None or not skip(name, lower):
             return name
-        remaining = list(prepared)
-        while remaining:
-            index = (bits * len(remaining)) >> _POSITION_BITS
-            name, lower = remaining.pop(index)
-            if not skip(name, lower):
-                return name
-        return None
+        rest = tuple(n for n, _ in prepared if n != name)
+        return _RENDEZVOUS._choose(token, rest, skip)
 
     def __repr__(self) -> str:
         return "ExchangePolicy()"
@@ -295,7 +296,7 @@ def choose(
 
 
 POLICIES: Final[Mapping[str, HashPolicy]] = MappingProxyType(
-    {"rendezvous": RendezvousPolicy(), "exchange": ExchangePolicy()}
+    {"rendezvous": _RENDEZVOUS, "exchange": ExchangePolicy()}
 )
 """The known policies by configuration name."""
 

@@ -87,6 +87,16 @@ class CachedLookup(Generic[V]):
         if self._inflight.get(key) is waiters:
             del self._inflight[key]
 
+    def peek(self, key: Hashable) -> V | None:
+        """The cached value for ``key``, or None; never fetches."""
+        value: V | None = self._cache.get(key)
+        if value is not None:
+            self.hits += 1
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        self._cache[key] = value
+
     def clear(self) -> None:
         self._cache.clear()
 

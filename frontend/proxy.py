@@ -10,7 +10,7 @@ Every failure is answered by :meth:`FrontEndResource._answer_error`, through
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer
@@ -29,6 +29,7 @@ from frontend.errors import (
     AuthenticationRequired,
     BadRequest,
     NoServerAvailable,
+    ReferralLoop,
     status_for,
 )
 from frontend.forward import BackendAgent, RequestBody, ResponseRelay, make_pool
@@ -36,7 +37,7 @@ from frontend.headers import backend_request_headers, client_response_headers
 from frontend.lookups import Lookups
 from frontend.marks import UnavailableMarks
 from frontend.router import ClientRequest, Router
-from frontend.routing import Route, parse_target
+from frontend.routing import Route, parse_replica_servers, parse_target
 
 __all__ = ["Runtime", "FrontEndResource", "CONNECT_FAILURES"]
 
@@ -176,24 +177,26 @@ class FrontEndResource(Resource):
             secure=creq.secure,
             frontend_name=rt.config.frontend.name,
         )
-        candidates = list(route.servers)
-        if route.mark:
-            candidates = [s for s in candidates if s not in self._marks]
-        if not candidates:
-            raise NoServerAvailable(detail=f"all of {route.servers} marked unavailable")
+        candidates = self._available(route)
+        tried: set[str] = set()
+        referrals = 0
         rerouted = False
         while True:
             server = candidates.pop(0)
+            tried.add(server.lower())
             d = rt.agent.send(server, creq.method, route.target, headers, body.producer())
             pending.append(d)
             try:
-                return await d, server
+                response = await d
             except CONNECT_FAILURES as e:
                 log.warn("back end {server} unreachable: {e}", server=server, e=e)
                 if route.mark:
                     self._marks.mark(server)
+                    candidates = [s for s in candidates if s not in self._marks]
                 if route.failover and candidates:
                     continue
+                if route.mark:
+                    raise NoServerAvailable(detail=f"last tried {server}: {e}") from e
                 if not rerouted:
                     rerouted = True
                     moved = await rt.router.reroute_refused(route)
@@ -204,6 +207,35 @@ class FrontEndResource(Resource):
                 raise
             finally:
                 pending.remove(d)
+            listed = self._referral(route, response)
+            if not listed:
+                return response, server
+            referrals += 1
+            if referrals > 2:
+                raise ReferralLoop(detail=f"third referral in a row, from {server}")
+            log.info("{server} referred {uri} to {listed}", server=server,
+                     uri=creq.target.raw, listed=", ".join(listed))
+            route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
+            candidates = self._available(route)
+
+    def _available(self, route: Route) -> list[str]:
+        """The route's servers, without marked ones when marks apply."""
+        if not route.mark:
+            return list(route.servers)
+        candidates = [s for s in route.servers if s not in self._marks]
+        if not candidates:
+            raise NoServerAvailable(detail=f"all of {route.servers} marked unavailable")
+        return candidates
+
+    @staticmethod
+    def _referral(route: Route, response: IResponse) -> tuple[str, ...]:
+        """The servers a 421 referral names (its body is drained); () otherwise."""
+        if response.code != 421 or not route.referrals:
+            return ()
+        listed = parse_replica_servers(response.headers.getRawHeaders(b"x-replica-servers"))
+        if listed:
+            response.deliverBody(_Drain())
+        return listed
 
     def _start_response(
         self,
@@ -275,3 +307,7 @@ class _Discard(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.stopProducing()
+
+
+class _Drain(Protocol):
+    """Reads a referral's body to its end so the connection can be reused."""

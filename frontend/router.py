@@ -13,14 +13,19 @@ from typing import Any
 
 from frontend.config import Config, VirtualDirectory
 from frontend.errors import Forbidden, NotFound
+from frontend.hashing import policy_named
 from frontend.routing import (
     Route,
     Target,
     check_mailbox_owner,
+    folder_keys,
     implicit_target,
     mailbox_logon,
     mailbox_route,
     match_vdir,
+    public_order,
+    public_route,
+    referral_candidates,
     static_route,
 )
 
@@ -53,6 +58,7 @@ class Router:
         self._unavailable = unavailable
         self._lookups = lookups
         self._auth = auth
+        self._policy = policy_named(config.frontend.hash_policy)
 
     async def route(self, request: ClientRequest) -> tuple[Route, str | None]:
         """The route for ``request`` and the authenticated user's login, if any."""
@@ -70,7 +76,7 @@ class Router:
         login = user.login if user is not None else None
         if vdir.kind == "mailbox":
             return await self._mailbox(vdir, rest, request, user), login
-        raise NotFound(detail=f"virtual directory kind {vdir.kind} not routable")
+        return await self._public(vdir, request.target, user), login
 
     async def _mailbox(
         self, vdir: VirtualDirectory, rest: tuple[str, ...], request: ClientRequest,
@@ -90,6 +96,38 @@ class Router:
         store = check_mailbox_owner(owner)
         server = await self._lookups.store_server.get(store)
         return mailbox_route(vdir, target, server, key)
+
+    async def _public(self, vdir: VirtualDirectory, target: Target, user: Any) -> Route:
+        token: bytes | None = None
+        if user is not None:
+            token = user.token or user.login.lower().encode("utf-8")
+        referred = self._referred(vdir, target)
+        if referred is not None:
+            servers = public_order(self._policy, token, referred)
+            return public_route(vdir, target, servers, token)
+        tree = None if (vdir.tree or "").lower() == "default" else vdir.tree
+        replicas = await self._lookups.tree.get(tree)
+        home = None
+        if tree is None and user is not None and user.home_mdb:
+            home = await self._lookups.public_server.get(user.home_mdb)
+        servers = public_order(self._policy, token, replicas, home=home)
+        return public_route(vdir, target, servers, token)
+
+    def _referred(self, vdir: VirtualDirectory, target: Target) -> tuple[str, ...] | None:
+        for key in folder_keys(vdir, target):
+            listed = self._lookups.referral.peek((vdir.path.lower(), key))
+            if listed:
+                return tuple(listed)
+        return None
+
+    def referred(
+        self, route: Route, target: Target, listed: tuple[str, ...], tried: set[str]
+    ) -> tuple[str, ...]:
+        """A back end referred ``route``'s request to ``listed``: remember the
+        list for this folder and say where to go next."""
+        key = folder_keys(route.vdir, target)[0]
+        self._lookups.referral.put((route.vdir.path.lower(), key), listed)
+        return referral_candidates(self._policy, route, listed, tried)
 
     async def reroute_refused(self, route: Route) -> Route | None:
         """After the only server of ``route`` refused: look its owner up again.

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 from frontend.config import VirtualDirectory
-from frontend.errors import BadRequest, Forbidden, NotFound
+from frontend.errors import BadRequest, Forbidden, NotFound, ReferralLoop
+from frontend.hashing import HashPolicy
 
 __all__ = [
     "Target",
@@ -31,6 +32,11 @@ __all__ = [
     "implicit_target",
     "check_mailbox_owner",
     "mailbox_route",
+    "public_order",
+    "public_route",
+    "parse_replica_servers",
+    "referral_candidates",
+    "folder_keys",
 ]
 
 
@@ -65,6 +71,9 @@ class Route:
     # cache, when its server refuses the connection (the mailbox may have
     # moved): ("user", login) or ("mailbox", address).
     owner_key: tuple[str, str] | None = None
+    # For public folders: whether servers are in the user's hash order (else
+    # name order, for requests without an authenticated user).
+    balanced: bool = False
 
 
 _BAD_BYTES = frozenset(range(0x21)) | {0x7F, ord("\\")}
@@ -185,3 +194,71 @@ def mailbox_route(
     if server is None:
         raise NotFound("No such mailbox.", detail=f"no server for {owner_key}")
     return Route(vdir=vdir, servers=(server,), target=target, owner_key=owner_key)
+
+
+def public_order(
+    policy: HashPolicy, token: bytes | None, replicas: Sequence[str], *,
+    home: str | None = None,
+) -> tuple[str, ...]:
+    """The servers to try for a public folder, best first.
+
+    With a user token: ``home`` (the user's default public store's server,
+    default tree only) first, then the replicas in the user's hash order.
+    Without one (no authentication): not balanced, name order.
+    """
+    if token is None:
+        order = tuple(sorted(dict.fromkeys(replicas), key=str.lower))
+    else:
+        order = policy.order(token, replicas)
+    if home:
+        order = (home, *(s for s in order if s.lower() != home.lower()))
+    return order
+
+
+def public_route(
+    vdir: VirtualDirectory, target: Target, servers: tuple[str, ...], token: bytes | None
+) -> Route:
+    """Replicas: fail over and mark on connect failure, follow referrals."""
+    if not servers:
+        raise NotFound("This public folder tree has no replica.", detail=f"tree {vdir.tree}")
+    return Route(
+        vdir=vdir, servers=servers, target=target.raw, failover=True, mark=True,
+        referrals=True, token=token if token is not None else b"",
+        balanced=token is not None,
+    )
+
+
+def parse_replica_servers(values: Sequence[bytes] | None) -> tuple[str, ...]:
+    """The host names of an ``X-Replica-Servers`` referral header (may be empty)."""
+    names: list[str] = []
+    for value in values or ():
+        for part in value.split(b","):
+            name = part.strip().decode("ascii", "replace")
+            if name and all(c.isalnum() or c in "-._" for c in name):
+                names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+def referral_candidates(
+    policy: HashPolicy, route: Route, listed: Sequence[str], tried: Container[str],
+) -> tuple[str, ...]:
+    """Where to send a referred request: the listed servers not tried yet.
+
+    Raises :class:`ReferralLoop` when every listed server was already tried.
+    """
+    order = public_order(policy, route.token if route.balanced else None, listed)
+    fresh = tuple(s for s in order if s.lower() not in tried)
+    if not fresh:
+        raise ReferralLoop(detail=f"referred back to {', '.join(listed)}")
+    return fresh
+
+
+def folder_keys(vdir: VirtualDirectory, target: Target) -> list[tuple[str, ...]]:
+    """Referral cache keys for a request, longest path first.
+
+    A referral is remembered for the path it answered; a request below that
+    path uses it too.
+    """
+    segments = tuple(s.lower() for s in target.segments)
+    n = len(vdir.segments)
+    return [segments[:i] for i in range(len(segments), n - 1, -1)]

@@ -191,9 +191,15 @@ class FakeDirectory:
     ``down`` makes every call fail as an unreachable directory would.
     """
 
-    def __init__(self, users: list[FakeUser], store_servers: dict[str, str]) -> None:
+    def __init__(
+        self, users: list[FakeUser], store_servers: dict[str, str],
+        public_servers: dict[str, str] | None = None,
+        trees: dict[str | None, tuple[str, ...]] | None = None,
+    ) -> None:
         self.users = {u.login.lower(): u for u in users}
         self.store_servers = dict(store_servers)
+        self.public_servers = dict(public_servers or {})
+        self.trees = dict(trees or {})
         self.calls: list[tuple[str, Any]] = []
         self.down = False
 
@@ -222,6 +228,15 @@ class FakeDirectory:
     def server_of_store(self, dn: str) -> defer.Deferred[Any]:
         return self._answer("server_of_store", dn, self.store_servers.get(dn))
 
+    def public_server_for_mailbox_store(self, dn: str) -> defer.Deferred[Any]:
+        return self._answer("public_server_for_mailbox_store", dn, self.public_servers.get(dn))
+
+    def tree_replicas(self, tree: str) -> defer.Deferred[Any]:
+        return self._answer("tree_replicas", tree, self.trees.get(tree, ()))
+
+    def default_tree_replicas(self) -> defer.Deferred[Any]:
+        return self._answer("default_tree_replicas", None, self.trees.get(None, ()))
+
 
 MB1 = "cn=MB1,cn=stores"
 MB2 = "cn=MB2,cn=stores"
@@ -234,8 +249,16 @@ CAROL = FakeUser("cn=carol", "carol", "carol@example.com", "carol", MB1, http_en
 DAVE = FakeUser("cn=dave", "dave", None, None, None, password="dave-pw")
 
 
+APPS = ("ex2.example.com", "ex3.example.com", "ex4.example.com")
+
+
 def fake_directory() -> FakeDirectory:
-    return FakeDirectory([ALICE, BOB, CAROL, DAVE], {MB1: "ex1.example.com", MB2: "ex2.example.com"})
+    return FakeDirectory(
+        [ALICE, BOB, CAROL, DAVE],
+        {MB1: "ex1.example.com", MB2: "ex2.example.com"},
+        public_servers={MB1: "ex1.example.com", MB2: "ex2.example.com"},
+        trees={None: ("ex1.example.com", "ex2.example.com"), "Apps": APPS},
+    )
 
 
 MAILBOX_CONFIG: dict[str, Any] = {
@@ -245,5 +268,7 @@ MAILBOX_CONFIG: dict[str, Any] = {
     "vdirs": [
         {"path": "/exchange", "kind": "mailbox", "smtp_domain": "example.com"},
         {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]},
+        {"path": "/public", "kind": "public", "tree": "default"},
+        {"path": "/apps", "kind": "public", "tree": "Apps"},
     ],
 }
