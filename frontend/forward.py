@@ -117,8 +117,12 @@ class BackendAgent(_AgentBase):
             return result
 
         def translate(f: Failure) -> Failure:
-            if timed_out and f.check(defer.CancelledError, defer.TimeoutError):
-                return Failure(GatewayTimeout(detail=f"{server}: no response in {self._response_timeout}s"))
+            # Cancelling on timeout fails the request with whatever the
+            # cancelled stage raises (CancelledError, ResponseNeverReceived).
+            if timed_out:
+                return Failure(GatewayTimeout(
+                    detail=f"{server}: no response in {self._response_timeout}s"
+                    f" ({f.getErrorMessage()})"))
             return f
 
         d.addTimeout(self._response_timeout, self._reactor, onTimeoutCancel=on_timeout)
@@ -214,13 +218,15 @@ class ResponseRelay(Protocol):
         if complete:
             self._request.finish()
         else:
-            # Never let a cut body look complete: abort the client connection
-            # instead of writing the last chunk.
+            # Never let a cut body look complete: close the client connection
+            # (after what was relayed) instead of finishing the response, so
+            # the client sees a body short of its Content-Length or chunked
+            # framing without its last chunk.
             log.warn("back-end response cut after {sent} bytes: {reason}",
                      sent=self.sent, reason=reason.getErrorMessage())
             transport = getattr(self._request, "transport", None)
             if transport is not None:
-                transport.abortConnection()
+                transport.loseConnection()
 
     def client_gone(self) -> None:
         """The client went away: close the back-end connection."""

@@ -18,7 +18,7 @@ from twisted.internet import error as ierror
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -249,6 +249,11 @@ class FrontEndResource(Resource):
         request.defaultContentType = None
         for name, values in client_response_headers(response.headers):
             request.responseHeaders.setRawHeaders(name, values)
+        # Twisted's client keeps Content-Length out of response.headers and
+        # gives it as response.length (0 for HEAD: the real one is not kept,
+        # so a HEAD answer goes without it).
+        if response.length is not UNKNOWN_LENGTH and request.method != b"HEAD":
+            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
 
         def done(sent: int, complete: bool) -> None:
             info["bytes"] = sent

@@ -1,0 +1,128 @@
+"""The control API of the stub farm: HTTP + JSON on a loopback address.
+
+    GET    /servers               [{"name", "address", "port", "fault"}, ...]
+    GET    /requests[?server=N]   request records, oldest first (404: no server N)
+    DELETE /requests              forget all records -> {"cleared": count}
+    GET    /faults/<name>         the fault in force on that server
+    PUT    /faults/<name>         {"mode": ..., "seconds"?, "after_bytes"?}
+                                  -> 200 + the new fault, once it is in force;
+                                  404 unknown server, 400 bad body
+
+Errors are JSON objects ``{"error": "<one line>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from backend_stub.faults import Fault, FaultError, parse_fault
+from backend_stub.records import RequestLog
+from backend_stub.server import StubServer
+
+__all__ = ["ControlResource"]
+
+_MAX_BODY = 64 * 1024
+
+
+class ControlResource(Resource):
+    """Serves the control API over the farm's *servers* and *records*."""
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, servers: Mapping[str, StubServer], records: RequestLog) -> None:
+        super().__init__()
+        self._servers = servers
+        self._records = records
+
+    def render(self, request: Request) -> object:  # type: ignore[override]
+        """Dispatch on method and path."""
+        method = request.method
+        parts = [unquote(p.decode("latin-1")) for p in request.postpath or [] if p]
+        if parts == ["servers"]:
+            return self._only(request, {b"GET": self._get_servers})
+        if parts == ["requests"]:
+            return self._only(
+                request, {b"GET": self._get_requests, b"DELETE": self._delete_requests}
+            )
+        if len(parts) == 2 and parts[0] == "faults":
+            server = self._servers.get(parts[1])
+            if server is None:
+                return _json(request, 404, {"error": f"no server {parts[1]!r}"})
+            if method == b"GET":
+                return _json(request, 200, server.fault.to_json())
+            if method == b"PUT":
+                return self._put_fault(request, server)
+            return _not_allowed(request, b"GET, PUT")
+        return _json(request, 404, {"error": "no such control resource"})
+
+    def _only(self, request: Request, handlers: dict[bytes, Any]) -> object:
+        handler = handlers.get(request.method)
+        if handler is None:
+            return _not_allowed(request, b", ".join(handlers))
+        return handler(request)
+
+    def _get_servers(self, request: Request) -> bytes:
+        return _json(request, 200, [s.to_json() for s in self._servers.values()])
+
+    def _get_requests(self, request: Request) -> bytes:
+        names = request.args.get(b"server")
+        if not names:
+            return _json(request, 200, self._records.list())
+        name = names[0].decode("utf-8", "replace")
+        if name not in self._servers:
+            return _json(request, 404, {"error": f"no server {name!r}"})
+        return _json(request, 200, self._records.list(name))
+
+    def _delete_requests(self, request: Request) -> bytes:
+        return _json(request, 200, {"cleared": self._records.clear()})
+
+    def _put_fault(self, request: Request, server: StubServer) -> object:
+        assert request.content is not None
+        raw = request.content.read(_MAX_BODY + 1)
+        if len(raw) > _MAX_BODY:
+            return _json(request, 400, {"error": "body too large"})
+        try:
+            fault = parse_fault(json.loads(raw or b"null"))
+        except (ValueError, FaultError) as exc:
+            lines = str(exc).splitlines() or ["bad body"]
+            return _json(request, 400, {"error": lines[0]})
+
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def done(result: Fault | Failure) -> None:
+            if gone:
+                return
+            if isinstance(result, Failure):
+                self._log.failure(
+                    "cannot set fault on {server}", result, server=server.name
+                )
+                lines = result.getErrorMessage().splitlines() or ["error"]
+                body = _json(request, 500, {"error": lines[0]})
+            else:
+                body = _json(request, 200, result.to_json())
+            request.write(body)
+            request.finish()
+
+        server.set_fault(fault).addBoth(done)
+        return NOT_DONE_YET
+
+
+def _json(request: Request, status: int, value: object) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(value).encode("utf-8")
+
+
+def _not_allowed(request: Request, allow: bytes) -> bytes:
+    request.setHeader(b"Allow", allow)
+    return _json(request, 405, {"error": "method not allowed"})
