@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from frontend.errors import ConfigError
@@ -27,9 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
 
     demo = sub.add_parser("demo", help="run directory, stub farm and front end together")
-    demo.add_argument("--port", type=int, default=8000, help="front-end port on 127.0.0.1")
-    demo.add_argument("--backend-port", type=int, default=8080, help="stub farm port")
-    demo.add_argument("--ldap-port", type=int, default=3389, help="demo directory port")
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    demo.add_argument("--config", default=str(conf / "feproxy.toml"))
+    demo.add_argument("--topology", default=str(conf / "topology.toml"))
+    demo.add_argument("--ldif", default=str(conf / "directory.ldif"))
     return p
 
 

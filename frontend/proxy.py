@@ -134,7 +134,7 @@ class FrontEndResource(Resource):
         request.responseHeaders.removeHeader(b"server")
         try:
             creq = self._client_request(request)
-            route, info["user"] = await rt.router.route(creq)
+            route = await rt.router.route(creq, lambda login: info.update(user=login))
             response, info["backend"] = await self._send(rt, request, creq, route, pending)
         except Exception as e:  # every failure is answered, see _answer_error
             if not gone:
@@ -214,7 +214,7 @@ class FrontEndResource(Resource):
             if referrals > 2:
                 raise ReferralLoop(detail=f"third referral in a row, from {server}")
             log.info("{server} referred {uri} to {listed}", server=server,
-                     uri=creq.target.raw, listed=", ".join(listed))
+                     uri=creq.target.raw.decode("ascii"), listed=", ".join(listed))
             route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
             candidates = self._available(route)
 
@@ -265,12 +265,14 @@ class FrontEndResource(Resource):
 
     def _answer_error(self, request: Request, exc: BaseException, rt: Runtime, info: dict[str, Any]) -> None:
         answer = status_for(exc)
-        if answer.status >= 500:
-            log.warn(
-                "{method} {uri} failed with {status}: {detail}",
-                method=request.method, uri=request.uri, status=answer.status,
-                detail=answer.log_detail,
-            )
+        emit = log.warn if answer.status >= 500 else log.info
+        emit(
+            "{method} {uri} answered {status}: {detail}",
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "backslashreplace"),
+            status=answer.status,
+            detail=answer.log_detail,
+        )
         if request.startedWriting:
             request.transport.abortConnection()
             return

@@ -7,7 +7,7 @@ through caches) for each kind of virtual directory.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,23 +60,25 @@ class Router:
         self._auth = auth
         self._policy = policy_named(config.frontend.hash_policy)
 
-    async def route(self, request: ClientRequest) -> tuple[Route, str | None]:
-        """The route for ``request`` and the authenticated user's login, if any."""
+    async def route(
+        self, request: ClientRequest, seen_user: Callable[[str], None] = lambda _: None
+    ) -> Route:
+        """The route for ``request``; ``seen_user`` is told the authenticated login."""
         found = match_vdir(self._config.vdirs, request.target)
         if found is None:
             raise NotFound()
         vdir, rest = found
         if vdir.kind == "static":
-            return static_route(vdir, request.target, self._unavailable), None
+            return static_route(vdir, request.target, self._unavailable)
         user = None
         if self._auth is not None:
             user = await self._auth.authenticate(request.authorization)
+            seen_user(user.login)
             if not user.http_enabled:
                 raise Forbidden("HTTP access is disabled for this user.")
-        login = user.login if user is not None else None
         if vdir.kind == "mailbox":
-            return await self._mailbox(vdir, rest, request, user), login
-        return await self._public(vdir, request.target, user), login
+            return await self._mailbox(vdir, rest, request, user)
+        return await self._public(vdir, request.target, user)
 
     async def _mailbox(
         self, vdir: VirtualDirectory, rest: tuple[str, ...], request: ClientRequest,

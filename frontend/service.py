@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
+from twisted.internet import defer
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -101,12 +102,13 @@ class FrontEndService(MultiService):
         super().startService()
 
     def stopService(self) -> Any:
-        d = super().stopService()
+        """Close the listeners, then stop the directory clients' threads."""
+        stops = [defer.maybeDeferred(super().stopService)]
         for directory in [self._directory, *self._retired]:
             if directory is not None:
-                directory.stop()
+                stops.append(directory.stop())
         self._retired.clear()
-        return d
+        return defer.gatherResults(stops)
 
     def reload(self, path: str) -> bool:
         """Load ``path`` and swap it in; on error keep serving the old one."""

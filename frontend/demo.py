@@ -1,0 +1,94 @@
+"""``feproxy demo``: directory, stub back-end farm and front end in one process.
+
+The directory is ldaptor's in-memory LDAP server loaded from
+conf/directory.ldif, reached by the front end over real LDAP through the same
+ldap3 code as in production; the farm is the stub farm of
+conf/topology.toml; the front end serves conf/feproxy.toml.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from frontend.config import Config, load_config
+from frontend.errors import ConfigError
+
+__all__ = ["run_demo", "CONF", "BANNER"]
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+log = Logger()
+
+BANNER = """\
+feproxy demo is running.
+  front end   http://{fe}/            (conf/feproxy.toml)
+  directory   ldap://{ldap}/     (conf/directory.ldif; users alice, bob, carol, dave, jose;
+                                          password <name>-pw)
+  back ends   ex1..ex4.example.com on 127.0.0.2-5 port {backend_port} (conf/topology.toml)
+
+Try:
+  curl -i -u alice:alice-pw http://{fe}/exchange/              # implicit logon -> ex1
+  curl -i -u alice:alice-pw http://{fe}/exchange/bob/          # explicit logon -> ex2
+  curl -i http://{fe}/exchange/                                # 401
+  curl -i -u carol:carol-pw http://{fe}/exchange/              # 403, HTTP disabled
+  curl -i -u alice:alice-pw http://{fe}/public/Announcements/  # alice's public store
+  curl -i -u bob:bob-pw http://{fe}/apps/Archive/              # referral followed
+Stop with Ctrl-C.
+"""
+
+
+def run_demo(args: Any) -> int:
+    from twisted.internet import reactor
+
+    from backend_stub.topology import load_topology
+    from frontend.logs import start_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"feproxy: {args.config}: {e}", file=sys.stderr)
+        return 1
+    topology = load_topology(args.topology)
+    start_logging(level="info")
+    failed: list[BaseException] = []
+
+    def fail(f: Any) -> None:
+        log.failure("the demo could not start", f)
+        failed.append(f.value)
+        reactor.stop()  # type: ignore[attr-defined]
+
+    def go() -> None:
+        defer.ensureDeferred(_start(reactor, config, topology, args.ldif)).addErrback(fail)
+
+    reactor.callWhenRunning(go)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return 1 if failed else 0
+
+
+async def _start(reactor: Any, config: Config, topology: Any, ldif: str) -> None:
+    from backend_stub.farm import StubFarm
+    from frontend.demo_directory import start_demo_directory
+    from frontend.service import FrontEndService
+
+    if config.directory is None:
+        raise ConfigError("directory", "the demo needs a [directory] section")
+    url = urlsplit(config.directory.url)
+    directory = await start_demo_directory(
+        reactor, ldif, port=url.port or 389, interface=url.hostname or "127.0.0.1"
+    )
+    reactor.addSystemEventTrigger("before", "shutdown", directory.stop)
+    farm = StubFarm(topology, reactor)
+    await farm.start()
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(farm.stop()))
+    service = FrontEndService(config, reactor)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    listen = config.frontend.listen[0].split(":")
+    fe = f"127.0.0.1:{listen[1]}"
+    print(BANNER.format(fe=fe, ldap=url.netloc, backend_port=topology.port), flush=True)
