@@ -50,12 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="backend-stub",
         description="Run a farm of stub Exchange back-end servers for tests.",
     )
-    parser.add_argument(
-        "--topology", required=True, metavar="FILE", help="topology file (TOML)"
-    )
-    parser.add_argument(
-        "--port", type=_port, metavar="N", help="override the port of all servers"
-    )
+    parser.add_argument("--topology", required=True, metavar="FILE", help="topology file (TOML)")
+    parser.add_argument("--port", type=_port, metavar="N", help="override the port of all servers")
     parser.add_argument(
         "--control",
         type=_control,

@@ -103,9 +103,7 @@ class ControlResource(Resource):
             if gone:
                 return
             if isinstance(result, Failure):
-                self._log.failure(
-                    "cannot set fault on {server}", result, server=server.name
-                )
+                self._log.failure("cannot set fault on {server}", result, server=server.name)
                 lines = result.getErrorMessage().splitlines() or ["error"]
                 body = _json(request, 500, {"error": lines[0]})
             else:

@@ -24,9 +24,7 @@ class StubFarm:
         self.records = RequestLog()
         self._reactor = reactor
         self.servers: dict[str, StubServer] = {
-            spec.name: StubServer(
-                spec, topology.folders, topology.port, self.records, reactor
-            )
+            spec.name: StubServer(spec, topology.folders, topology.port, self.records, reactor)
             for spec in topology.servers
         }
         self._control: Any = None  # the control API's IListeningPort
@@ -40,14 +38,10 @@ class StubFarm:
         try:
             for server in self.servers.values():
                 await server.start()
-            control_site = Site(
-                ControlResource(self.servers, self.records), reactor=self._reactor
-            )
+            control_site = Site(ControlResource(self.servers, self.records), reactor=self._reactor)
             host = self.topology.control_host
             endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
-            endpoint = endpoint_type(
-                self._reactor, self.topology.control_port, interface=host
-            )
+            endpoint = endpoint_type(self._reactor, self.topology.control_port, interface=host)
             self._control = await endpoint.listen(control_site)
         except Exception:
             await self.stop()

@@ -46,9 +46,7 @@ def make_record(
     ``host`` is the first ``Host`` header as sent, or None without one;
     ``peer`` is the client's ``address:port``.
     """
-    pairs = [
-        [name.decode("latin-1"), value.decode("latin-1")] for name, value in headers
-    ]
+    pairs = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
     host = next((value for name, value in pairs if name.lower() == "host"), None)
     return {
         "server": server,

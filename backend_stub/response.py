@@ -31,9 +31,7 @@ class Clock(Protocol):
 
     def seconds(self) -> float: ...
 
-    def callLater(
-        self, delay: float, function: Callable[..., object], *args: object
-    ) -> Any: ...
+    def callLater(self, delay: float, function: Callable[..., object], *args: object) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,7 @@ def find_folder(path: str, folders: Sequence[FolderSpec]) -> FolderSpec | None:
     best: FolderSpec | None = None
     for folder in folders:
         prefix = folder.segments
-        if segments[: len(prefix)] == prefix and (
-            best is None or len(prefix) > len(best.segments)
-        ):
+        if segments[: len(prefix)] == prefix and (best is None or len(prefix) > len(best.segments)):
             best = folder
     return best
 

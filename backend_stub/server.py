@@ -131,9 +131,7 @@ class StubResource(Resource):
         ResponseSender(request, response, fault, self._clock).start()
         return NOT_DONE_YET
 
-    def _prepare(
-        self, request: StubRequest, record: dict[str, Any]
-    ) -> PreparedResponse:
+    def _prepare(self, request: StubRequest, record: dict[str, Any]) -> PreparedResponse:
         server_header = (b"X-Backend-Server", self._spec.name.encode("latin-1"))
         path = request_path(request.uri.decode("latin-1"))
         reply = route(
@@ -167,9 +165,7 @@ class StubResource(Resource):
             )
         assert isinstance(reply, TextReply)
         headers = [server_header, (b"Content-Type", _TEXT)]
-        headers += [
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers
-        ]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         return PreparedResponse(
             reply.status,
             reason=reply.reason.encode("latin-1") or None,
@@ -208,9 +204,7 @@ class StubServer:
         self.port = port
         self.fault: Fault = NO_FAULT
         self._reactor = reactor  # IReactorTCP and IReactorTime
-        self._site = StubSite(
-            StubResource(spec, folders, records, reactor, self), reactor
-        )
+        self._site = StubSite(StubResource(spec, folders, records, reactor, self), reactor)
         self._listening: Any = None  # the IListeningPort while listening
         self._lock = DeferredLock()
 
@@ -256,9 +250,7 @@ class StubServer:
 
     async def _listen(self) -> None:
         if self._listening is None:
-            endpoint = TCP4ServerEndpoint(
-                self._reactor, self.port, interface=self.spec.address
-            )
+            endpoint = TCP4ServerEndpoint(self._reactor, self.port, interface=self.spec.address)
             self._listening = await endpoint.listen(self._site)
 
     async def _unlisten(self) -> None:
@@ -266,8 +258,9 @@ class StubServer:
             listening, self._listening = self._listening, None
             await maybeDeferred(listening.stopListening)
         for channel in list(self._site.connections):
-            if channel.transport is not None:
-                channel.transport.abortConnection()
+            transport: Any = channel.transport
+            if transport is not None:
+                transport.abortConnection()
 
 
 def _peer(request: Request) -> str:

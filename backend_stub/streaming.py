@@ -47,9 +47,7 @@ class PatternProducer:
     :meth:`stopProducing` and *on_done* is never called.
     """
 
-    def __init__(
-        self, consumer: Consumer, length: int, on_done: Callable[[], None]
-    ) -> None:
+    def __init__(self, consumer: Consumer, length: int, on_done: Callable[[], None]) -> None:
         self._consumer = consumer
         self._remaining = length
         self._on_done = on_done

@@ -173,9 +173,7 @@ def _parse_servers(raw: list[Any]) -> tuple[ServerSpec, ...]:
         mailboxes = _string_list(item.get("mailboxes", []), f"{where}.mailboxes")
         for box in mailboxes:
             if "/" in box or "@" in box:
-                raise TopologyError(
-                    f"{where}.mailboxes: {box!r}: an alias has no '/' or '@'"
-                )
+                raise TopologyError(f"{where}.mailboxes: {box!r}: an alias has no '/' or '@'")
             other = owners.setdefault(box.casefold(), name)
             if other != name:
                 raise TopologyError(f"{where}.mailboxes: {box!r} is also on {other}")
@@ -200,9 +198,7 @@ def _parse_folders(raw: Any, servers: Sequence[ServerSpec]) -> tuple[FolderSpec,
                 f"{where}.path: expected an absolute path without query, got {path!r}"
             )
         content = _require(item, "content", str, where)
-        holders = _string_list(
-            _require(item, "servers", list, where), f"{where}.servers"
-        )
+        holders = _string_list(_require(item, "servers", list, where), f"{where}.servers")
         if not holders:
             raise TopologyError(f"{where}.servers: at least one server is required")
         for holder in holders:

@@ -57,13 +57,20 @@ class Authenticator:
     """Checks credentials against the directory, remembering successes."""
 
     def __init__(
-        self, directory: Any, lookups: Lookups, clock: IReactorTime, *,
-        ttl: float, maxsize: int,
+        self,
+        directory: Any,
+        lookups: Lookups,
+        clock: IReactorTime,
+        *,
+        ttl: float,
+        maxsize: int,
     ) -> None:
         self._directory = directory
         self._lookups = lookups
         self._key = os.urandom(32)
-        self._verified: TTLCache[str, bytes] = TTLCache(maxsize=maxsize, ttl=ttl, timer=clock.seconds)
+        self._verified: TTLCache[str, bytes] = TTLCache(
+            maxsize=maxsize, ttl=ttl, timer=clock.seconds
+        )
 
     def _digest(self, login: str, password: str) -> bytes:
         h = blake2b(key=self._key, digest_size=32)

@@ -96,8 +96,11 @@ def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
         reactor.stop()
         return
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    log.info("feproxy {name} serving on {listen}", name=service.config.frontend.name,
-             listen=", ".join(service.config.frontend.listen))
+    log.info(
+        "feproxy {name} serving on {listen}",
+        name=service.config.frontend.name,
+        listen=", ".join(service.config.frontend.listen),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -114,18 +114,13 @@ def parse_config(
         from frontend.directory_config import parse_directory
 
         directory = parse_directory(_table(data, "directory", ""), "directory", base)
-    needs_directory = frontend.authenticate or any(
-        v.kind in ("mailbox", "public") for v in vdirs
-    )
+    needs_directory = frontend.authenticate or any(v.kind in ("mailbox", "public") for v in vdirs)
     if needs_directory and directory is None:
         raise ConfigError(
             "directory",
-            "missing: authentication and mailbox/public virtual directories "
-            "need the directory",
+            "missing: authentication and mailbox/public virtual directories need the directory",
         )
-    return Config(
-        frontend=frontend, vdirs=vdirs, hosts=hosts, directory=directory, source=source
-    )
+    return Config(frontend=frontend, vdirs=vdirs, hosts=hosts, directory=directory, source=source)
 
 
 # -- sections -----------------------------------------------------------------
@@ -171,9 +166,7 @@ def _hosts(t: Any) -> dict[str, str]:
         try:
             socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
         except OSError:
-            raise ConfigError(
-                f"hosts.{name}", f"{addr!r} is not an IP address"
-            ) from None
+            raise ConfigError(f"hosts.{name}", f"{addr!r} is not an IP address") from None
         out[name.lower()] = addr
     return out
 
@@ -189,9 +182,7 @@ def _vdirs(items: Any) -> tuple[VirtualDirectory, ...]:
             raise ConfigError(k, "expected a table")
         _only(t, k, {"path", "kind", "servers", "smtp_domain", "tree"})
         path = _get(t, "path", str, k)
-        if not path.startswith("/") or any(
-            s in (".", "..") for s in path.split("/")
-        ):
+        if not path.startswith("/") or any(s in (".", "..") for s in path.split("/")):
             raise ConfigError(f"{k}.path", "expected an absolute path like /exchange")
         kind = _get(t, "kind", str, k)
         if kind not in VDIR_KINDS:
@@ -210,9 +201,7 @@ def _vdirs(items: Any) -> tuple[VirtualDirectory, ...]:
         else:
             vdir = VirtualDirectory(vdir.path, kind, tree=_get(t, "tree", str, k))
         if vdir.segments in seen:
-            raise ConfigError(
-                f"{k}.path", f"same path as vdirs[{seen[vdir.segments]}]"
-            )
+            raise ConfigError(f"{k}.path", f"same path as vdirs[{seen[vdir.segments]}]")
         seen[vdir.segments] = i
         out.append(vdir)
     return tuple(out)

@@ -13,8 +13,16 @@ from frontend.errors import ConfigError
 __all__ = ["parse_directory"]
 
 _KEYS = {
-    "url", "bind_dn", "bind_password", "bind_password_file", "base_dn", "config_dn",
-    "netbios_domain", "timeout", "pool_size", "attributes",
+    "url",
+    "bind_dn",
+    "bind_password",
+    "bind_password_file",
+    "base_dn",
+    "config_dn",
+    "netbios_domain",
+    "timeout",
+    "pool_size",
+    "attributes",
 }
 
 
@@ -22,12 +30,18 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
     """Validate ``[directory]``; ``bind_password_file`` is read relative to ``base``."""
     for name in t:
         if name not in _KEYS:
-            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of {', '.join(sorted(_KEYS))})")
+            raise ConfigError(
+                f"{key}.{name}",
+                f"unknown key (expected one of {', '.join(sorted(_KEYS))})",
+            )
 
     def text(name: str, default: str | None = None) -> str:
         v = t.get(name, default)
         if not isinstance(v, str) or not v:
-            raise ConfigError(f"{key}.{name}", "missing" if v is None else "expected a non-empty string")
+            raise ConfigError(
+                f"{key}.{name}",
+                "missing" if v is None else "expected a non-empty string",
+            )
         return v
 
     url = text("url")
@@ -57,7 +71,10 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
     known = {f.name for f in fields(AttributeNames)}
     for name, value in attrs.items():
         if name not in known:
-            raise ConfigError(f"{key}.attributes.{name}", f"unknown attribute key (expected one of {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{key}.attributes.{name}",
+                f"unknown attribute key (expected one of {', '.join(sorted(known))})",
+            )
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}.attributes.{name}", "expected an attribute name")
     return DirectorySettings(

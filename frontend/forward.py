@@ -45,7 +45,7 @@ def make_pool(reactor: Any, max_idle_per_backend: int, idle_timeout: float) -> H
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool._factory = _QuietClientFactory  # one log line per connection is noise
     pool.maxPersistentPerHost = max_idle_per_backend
-    pool.cachedConnectionTimeout = idle_timeout
+    pool.cachedConnectionTimeout = max(1, round(idle_timeout))
     pool.retryAutomatically = True  # only idempotent methods without a body
     return pool
 
@@ -86,7 +86,9 @@ class BackendAgent(_AgentBase):
                 self._reactor, address, self._port, timeout=self._connect_timeout
             )
         return HostnameEndpoint(
-            self._reactor, server.encode("idna"), self._port,
+            self._reactor,
+            server.encode("idna"),
+            self._port,
             timeout=self._connect_timeout,
         )
 
@@ -120,9 +122,12 @@ class BackendAgent(_AgentBase):
             # Cancelling on timeout fails the request with whatever the
             # cancelled stage raises (CancelledError, ResponseNeverReceived).
             if timed_out:
-                return Failure(GatewayTimeout(
-                    detail=f"{server}: no response in {self._response_timeout}s"
-                    f" ({f.getErrorMessage()})"))
+                return Failure(
+                    GatewayTimeout(
+                        detail=f"{server}: no response in {self._response_timeout}s"
+                        f" ({f.getErrorMessage()})"
+                    )
+                )
             return f
 
         d.addTimeout(self._response_timeout, self._reactor, onTimeoutCancel=on_timeout)
@@ -187,6 +192,8 @@ class ResponseRelay(Protocol):
     number of body bytes relayed and whether the body was complete.
     """
 
+    transport: Any = None  # the response's TransportProxyProducer
+
     def __init__(self, request: Any, on_done: Callable[[int, bool], None]) -> None:
         self._request = request
         self._on_done = on_done
@@ -222,8 +229,11 @@ class ResponseRelay(Protocol):
             # (after what was relayed) instead of finishing the response, so
             # the client sees a body short of its Content-Length or chunked
             # framing without its last chunk.
-            log.warn("back-end response cut after {sent} bytes: {reason}",
-                     sent=self.sent, reason=reason.getErrorMessage())
+            log.warn(
+                "back-end response cut after {sent} bytes: {reason}",
+                sent=self.sent,
+                reason=reason.getErrorMessage(),
+            )
             transport = getattr(self._request, "transport", None)
             if transport is not None:
                 transport.loseConnection()

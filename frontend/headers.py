@@ -7,7 +7,7 @@ the front end after deleting whatever the client sent under those names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from twisted.web.http_headers import Headers
 
@@ -35,9 +35,7 @@ HOP_BY_HOP = frozenset(
 )
 
 # Set only by the front end; a client's copy is always dropped.
-FRONT_END_HEADERS = frozenset(
-    {b"x-forwarded-for", b"front-end-https", b"x-front-end-server"}
-)
+FRONT_END_HEADERS = frozenset({b"x-forwarded-for", b"front-end-https", b"x-front-end-server"})
 
 # The front end re-frames the body itself (it has read it completely, so it
 # sends a Content-Length) and has already answered any 100-continue.
@@ -55,7 +53,7 @@ def connection_tokens(values: Iterable[bytes] | None) -> frozenset[bytes]:
     return frozenset(out)
 
 
-def _end_to_end(headers: Headers) -> Iterable[tuple[bytes, list[bytes]]]:
+def _end_to_end(headers: Headers) -> Iterable[tuple[bytes, Sequence[bytes]]]:
     named = connection_tokens(headers.getRawHeaders(b"connection"))
     for name, values in headers.getAllRawHeaders():
         low = name.lower()
@@ -90,6 +88,6 @@ def backend_request_headers(
     return out
 
 
-def client_response_headers(backend: Headers) -> list[tuple[bytes, list[bytes]]]:
+def client_response_headers(backend: Headers) -> list[tuple[bytes, Sequence[bytes]]]:
     """The back end's response headers that go on to the client."""
     return list(_end_to_end(backend))

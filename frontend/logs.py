@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
@@ -21,8 +22,12 @@ from frontend.accesslog import format_access, is_access_event
 
 __all__ = ["start_logging", "LEVELS"]
 
-LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
-          "error": LogLevel.error}
+LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+}
 
 
 @implementer(ILogObserver)
@@ -38,28 +43,41 @@ class _Writer:
             self._stream.flush()
 
 
+@implementer(ILogFilterPredicate)
+class _AccessPredicate:
+    """``if_access`` for access-log events, ``otherwise`` for the rest."""
+
+    def __init__(self, if_access: PredicateResult, otherwise: PredicateResult) -> None:
+        self._answers = (otherwise, if_access)
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        return self._answers[is_access_event(event)]
+
+
 def start_logging(
-    *, access: IO[str] = sys.stdout, errors: IO[str] = sys.stderr,
-    level: str = "info", json: bool = False,
+    *,
+    access: IO[str] = sys.stdout,
+    errors: IO[str] = sys.stderr,
+    level: str = "info",
+    json: bool = False,
 ) -> None:
     """Send access events to ``access`` and everything else to ``errors``."""
     if json:
+
         def render_access(e: dict[str, Any]) -> str:
             return eventAsJSON(e)
 
         render_other = render_access
     else:
+
         def render_access(e: dict[str, Any]) -> str:
             return format_access(e)
 
         def render_other(e: dict[str, Any]) -> str:
             return formatEventAsClassicLogText(e) or ""
 
-    def only_access(e: dict[str, Any]) -> PredicateResult:
-        return PredicateResult.yes if is_access_event(e) else PredicateResult.no
-
-    def not_access(e: dict[str, Any]) -> PredicateResult:
-        return PredicateResult.no if is_access_event(e) else PredicateResult.maybe
+    only_access = _AccessPredicate(PredicateResult.yes, PredicateResult.no)
+    not_access = _AccessPredicate(PredicateResult.no, PredicateResult.maybe)
 
     levels = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
     globalLogBeginner.beginLoggingTo(

@@ -107,9 +107,7 @@ class CachedLookup(Generic[V]):
 class Lookups:
     """The front end's cached view of the directory."""
 
-    def __init__(
-        self, directory: Any, clock: IReactorTime, *, ttl: float, maxsize: int
-    ) -> None:
+    def __init__(self, directory: Any, clock: IReactorTime, *, ttl: float, maxsize: int) -> None:
         negative = min(ttl, 60.0)
 
         def cache(name: str, fetch: Callable[[Any], Awaitable[Any]]) -> CachedLookup[Any]:
@@ -130,8 +128,14 @@ class Lookups:
 
     @property
     def caches(self) -> tuple[CachedLookup[Any], ...]:
-        return (self.user, self.mailbox, self.store_server, self.public_server,
-                self.tree, self.referral)
+        return (
+            self.user,
+            self.mailbox,
+            self.store_server,
+            self.public_server,
+            self.tree,
+            self.referral,
+        )
 
     def clear(self) -> None:
         """Empty every cache (configuration or directory changed)."""

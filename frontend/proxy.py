@@ -9,6 +9,7 @@ Every failure is answered by :meth:`FrontEndResource._answer_error`, through
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -70,8 +71,13 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, config: Config, reactor: Any, marks: UnavailableMarks, *,
-        directory: Any = None, agent: Any = None,
+        cls,
+        config: Config,
+        reactor: Any,
+        marks: UnavailableMarks,
+        *,
+        directory: Any = None,
+        agent: Any = None,
     ) -> Runtime:
         """Build from ``config``; ``agent`` replaces the back-end agent in tests."""
         fe = config.frontend
@@ -170,7 +176,7 @@ class FrontEndResource(Resource):
         pending: list[defer.Deferred[Any]],
     ) -> tuple[IResponse, str]:
         """Send to the route's servers in turn; only retry what never arrived."""
-        body = RequestBody(request.content, self._reactor)
+        body = RequestBody(request.content or io.BytesIO(), self._reactor)
         headers = backend_request_headers(
             request.requestHeaders,
             client_address=creq.client_address,
@@ -213,8 +219,12 @@ class FrontEndResource(Resource):
             referrals += 1
             if referrals > 2:
                 raise ReferralLoop(detail=f"third referral in a row, from {server}")
-            log.info("{server} referred {uri} to {listed}", server=server,
-                     uri=creq.target.raw.decode("ascii"), listed=", ".join(listed))
+            log.info(
+                "{server} referred {uri} to {listed}",
+                server=server,
+                uri=creq.target.raw.decode("ascii"),
+                listed=", ".join(listed),
+            )
             route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
             candidates = self._available(route)
 
@@ -263,7 +273,9 @@ class FrontEndResource(Resource):
         relay.append(r)
         r.start(response)
 
-    def _answer_error(self, request: Request, exc: BaseException, rt: Runtime, info: dict[str, Any]) -> None:
+    def _answer_error(
+        self, request: Request, exc: BaseException, rt: Runtime, info: dict[str, Any]
+    ) -> None:
         answer = status_for(exc)
         emit = log.warn if answer.status >= 500 else log.info
         emit(
@@ -274,7 +286,8 @@ class FrontEndResource(Resource):
             detail=answer.log_detail,
         )
         if request.startedWriting:
-            request.transport.abortConnection()
+            transport: Any = request.transport
+            transport.abortConnection()
             return
         body = f"{answer.status} {answer.reason}\n".encode()
         request.setResponseCode(answer.status)
@@ -311,6 +324,8 @@ def _client_host(request: Request) -> str:
 
 class _Discard(Protocol):
     """Drops a response body nobody wants any more, closing its connection."""
+
+    transport: Any = None  # the response's TransportProxyProducer
 
     def connectionMade(self) -> None:
         self.transport.stopProducing()

@@ -51,8 +51,12 @@ class Router:
     """
 
     def __init__(
-        self, config: Config, unavailable: Container[str], *,
-        lookups: Any = None, auth: Any = None,
+        self,
+        config: Config,
+        unavailable: Container[str],
+        *,
+        lookups: Any = None,
+        auth: Any = None,
     ) -> None:
         self._config = config
         self._unavailable = unavailable
@@ -81,7 +85,10 @@ class Router:
         return await self._public(vdir, request.target, user)
 
     async def _mailbox(
-        self, vdir: VirtualDirectory, rest: tuple[str, ...], request: ClientRequest,
+        self,
+        vdir: VirtualDirectory,
+        rest: tuple[str, ...],
+        request: ClientRequest,
         user: Any,
     ) -> Route:
         logon = mailbox_logon(vdir, rest)

@@ -13,8 +13,8 @@ never be routed by one mailbox name and served as another.
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from frontend.config import VirtualDirectory
@@ -124,9 +124,7 @@ def match_vdir(
     return best, target.segments[len(best.segments) :]
 
 
-def static_route(
-    vdir: VirtualDirectory, target: Target, unavailable: Container[str] = ()
-) -> Route:
+def static_route(vdir: VirtualDirectory, target: Target, unavailable: Container[str] = ()) -> Route:
     """A fixed server list: in configured order, reachable ones first."""
     servers = tuple(s for s in vdir.servers if s not in unavailable) + tuple(
         s for s in vdir.servers if s in unavailable
@@ -187,7 +185,9 @@ def check_mailbox_owner(owner: Any) -> str:
 
 
 def mailbox_route(
-    vdir: VirtualDirectory, target: bytes, server: str | None,
+    vdir: VirtualDirectory,
+    target: bytes,
+    server: str | None,
     owner_key: tuple[str, str],
 ) -> Route:
     """A mailbox lives on one server: no failover, no marks."""
@@ -197,7 +197,10 @@ def mailbox_route(
 
 
 def public_order(
-    policy: HashPolicy, token: bytes | None, replicas: Sequence[str], *,
+    policy: HashPolicy,
+    token: bytes | None,
+    replicas: Sequence[str],
+    *,
     home: str | None = None,
 ) -> tuple[str, ...]:
     """The servers to try for a public folder, best first.
@@ -216,14 +219,22 @@ def public_order(
 
 
 def public_route(
-    vdir: VirtualDirectory, target: Target, servers: tuple[str, ...], token: bytes | None
+    vdir: VirtualDirectory,
+    target: Target,
+    servers: tuple[str, ...],
+    token: bytes | None,
 ) -> Route:
     """Replicas: fail over and mark on connect failure, follow referrals."""
     if not servers:
         raise NotFound("This public folder tree has no replica.", detail=f"tree {vdir.tree}")
     return Route(
-        vdir=vdir, servers=servers, target=target.raw, failover=True, mark=True,
-        referrals=True, token=token if token is not None else b"",
+        vdir=vdir,
+        servers=servers,
+        target=target.raw,
+        failover=True,
+        mark=True,
+        referrals=True,
+        token=token if token is not None else b"",
         balanced=token is not None,
     )
 
@@ -240,7 +251,10 @@ def parse_replica_servers(values: Sequence[bytes] | None) -> tuple[str, ...]:
 
 
 def referral_candidates(
-    policy: HashPolicy, route: Route, listed: Sequence[str], tried: Container[str],
+    policy: HashPolicy,
+    route: Route,
+    listed: Sequence[str],
+    tried: Container[str],
 ) -> tuple[str, ...]:
     """Where to send a referred request: the listed servers not tried yet.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
-from twisted.internet import defer
 from twisted.application.service import MultiService
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
 

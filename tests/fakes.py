@@ -99,7 +99,11 @@ class FakeBackends:
         self.answer: Answer = answer or (lambda s: FakeResponse(body=b"ok"))
 
     def send(
-        self, server: str, method: bytes, target: bytes, headers: Headers,
+        self,
+        server: str,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
         body: IBodyProducer | None,
     ) -> defer.Deferred[Any]:
         data = b""
@@ -122,7 +126,11 @@ BASE_CONFIG: dict[str, Any] = {
         "authenticate": False,
     },
     "vdirs": [
-        {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com", "ex2.example.com"]},
+        {
+            "path": "/exchweb",
+            "kind": "static",
+            "servers": ["ex1.example.com", "ex2.example.com"],
+        },
     ],
 }
 
@@ -158,7 +166,8 @@ class FrontEnd:
 
 
 def front_end(
-    backends: FakeBackends | None = None, config: Config | None = None,
+    backends: FakeBackends | None = None,
+    config: Config | None = None,
     directory: Any = None,
 ) -> FrontEnd:
     """The real front-end resource over fake back ends, driven in memory."""
@@ -192,7 +201,9 @@ class FakeDirectory:
     """
 
     def __init__(
-        self, users: list[FakeUser], store_servers: dict[str, str],
+        self,
+        users: list[FakeUser],
+        store_servers: dict[str, str],
         public_servers: dict[str, str] | None = None,
         trees: dict[str | None, tuple[str, ...]] | None = None,
     ) -> None:
@@ -240,12 +251,34 @@ class FakeDirectory:
 
 MB1 = "cn=MB1,cn=stores"
 MB2 = "cn=MB2,cn=stores"
-ALICE = FakeUser("cn=alice", "alice", "alice@example.com", "alice", MB1,
-                 addresses=("alice@example.com", "a.archer@example.com"), password="alice-pw")
-BOB = FakeUser("cn=bob", "bob", "bob@example.com", "bob", MB2,
-               addresses=("bob@example.com",), password="bob-pw")
-CAROL = FakeUser("cn=carol", "carol", "carol@example.com", "carol", MB1, http_enabled=False,
-                 addresses=("carol@example.com",), password="carol-pw")
+ALICE = FakeUser(
+    "cn=alice",
+    "alice",
+    "alice@example.com",
+    "alice",
+    MB1,
+    addresses=("alice@example.com", "a.archer@example.com"),
+    password="alice-pw",
+)
+BOB = FakeUser(
+    "cn=bob",
+    "bob",
+    "bob@example.com",
+    "bob",
+    MB2,
+    addresses=("bob@example.com",),
+    password="bob-pw",
+)
+CAROL = FakeUser(
+    "cn=carol",
+    "carol",
+    "carol@example.com",
+    "carol",
+    MB1,
+    http_enabled=False,
+    addresses=("carol@example.com",),
+    password="carol-pw",
+)
 DAVE = FakeUser("cn=dave", "dave", None, None, None, password="dave-pw")
 
 
@@ -262,9 +295,17 @@ def fake_directory() -> FakeDirectory:
 
 
 MAILBOX_CONFIG: dict[str, Any] = {
-    "frontend": {"name": "fe1.example.com", "listen": ["tcp:0"], "realm": "example.com"},
-    "directory": {"url": "ldap://127.0.0.1:1", "bind_dn": "cn=svc", "bind_password": "x",
-                  "base_dn": "dc=example,dc=com"},
+    "frontend": {
+        "name": "fe1.example.com",
+        "listen": ["tcp:0"],
+        "realm": "example.com",
+    },
+    "directory": {
+        "url": "ldap://127.0.0.1:1",
+        "bind_dn": "cn=svc",
+        "bind_password": "x",
+        "base_dn": "dc=example,dc=com",
+    },
     "vdirs": [
         {"path": "/exchange", "kind": "mailbox", "smtp_domain": "example.com"},
         {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]},

@@ -435,9 +435,7 @@ def test_fault_hang_sends_headers_only(clean_farm: Farm) -> None:
     """hang sends status and headers, then nothing."""
     clean_farm.set_fault(EX1, "hang")
     address = clean_farm.address_of(EX1)
-    with closing(
-        http.client.HTTPConnection(address, clean_farm.port, timeout=0.5)
-    ) as c:
+    with closing(http.client.HTTPConnection(address, clean_farm.port, timeout=0.5)) as c:
         c.request("GET", "/exchange/carol")
         response = c.getresponse()
         assert response.status == 200
@@ -459,9 +457,7 @@ def test_control_rejects_unknown_server_and_bad_body(clean_farm: Farm) -> None:
 def _run_stub(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m backend_stub`` to completion."""
     command = [sys.executable, "-m", "backend_stub", *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15
-    )
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15)
 
 
 def test_bad_topology_exits_nonzero_naming_the_key(tmp_path: Path) -> None:
@@ -482,9 +478,7 @@ def test_address_in_use_exits_nonzero() -> None:
         squatter.listen()
         control = f"127.0.0.1:{free_port(exclude={port})}"
         topology = str(DEFAULT_TOPOLOGY)
-        result = _run_stub(
-            "--topology", topology, "--port", str(port), "--control", control
-        )
+        result = _run_stub("--topology", topology, "--port", str(port), "--control", control)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1
     assert f"127.0.0.3:{port}" in result.stderr

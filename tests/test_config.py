@@ -27,22 +27,41 @@ def _with(**changes: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize(("changes", "key"), [
-    ({"frontend__listen": []}, "frontend.listen"),
-    ({"frontend__listen": ["tcp:notaport"]}, "frontend.listen[0]"),
-    ({"frontend__listen": ["ssl:443:privateKey=/nonexistent.pem"]}, "frontend.listen[0]"),
-    ({"frontend__backend_port": 70000}, "frontend.backend_port"),
-    ({"frontend__connect_timeout": "5"}, "frontend.connect_timeout"),
-    ({"frontend__hash_policy": "random"}, "frontend.hash_policy"),
-    ({"frontend__bogus": 1}, "frontend.bogus"),
-    ({"vdirs": [{"path": "exchweb", "kind": "static", "servers": ["a"]}]}, "vdirs[0].path"),
-    ({"vdirs": [{"path": "/x", "kind": "weird"}]}, "vdirs[0].kind"),
-    ({"vdirs": [{"path": "/x", "kind": "static", "servers": []}]}, "vdirs[0].servers"),
-    ({"vdirs": [{"path": "/x", "kind": "static", "servers": ["a"]},
-                {"path": "/X/", "kind": "static", "servers": ["b"]}]}, "vdirs[1].path"),
-    ({"hosts": {"ex1": "not-an-ip"}}, "hosts.ex1"),
-    ({"frontend__authenticate": True}, "directory"),
-])
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"frontend__listen": []}, "frontend.listen"),
+        ({"frontend__listen": ["tcp:notaport"]}, "frontend.listen[0]"),
+        (
+            {"frontend__listen": ["ssl:443:privateKey=/nonexistent.pem"]},
+            "frontend.listen[0]",
+        ),
+        ({"frontend__backend_port": 70000}, "frontend.backend_port"),
+        ({"frontend__connect_timeout": "5"}, "frontend.connect_timeout"),
+        ({"frontend__hash_policy": "random"}, "frontend.hash_policy"),
+        ({"frontend__bogus": 1}, "frontend.bogus"),
+        (
+            {"vdirs": [{"path": "exchweb", "kind": "static", "servers": ["a"]}]},
+            "vdirs[0].path",
+        ),
+        ({"vdirs": [{"path": "/x", "kind": "weird"}]}, "vdirs[0].kind"),
+        (
+            {"vdirs": [{"path": "/x", "kind": "static", "servers": []}]},
+            "vdirs[0].servers",
+        ),
+        (
+            {
+                "vdirs": [
+                    {"path": "/x", "kind": "static", "servers": ["a"]},
+                    {"path": "/X/", "kind": "static", "servers": ["b"]},
+                ]
+            },
+            "vdirs[1].path",
+        ),
+        ({"hosts": {"ex1": "not-an-ip"}}, "hosts.ex1"),
+        ({"frontend__authenticate": True}, "directory"),
+    ],
+)
 def test_invalid_values_name_their_key(changes: dict[str, Any], key: str) -> None:
     """Each kind of mistake is reported with the dotted path of the key at fault."""
     with pytest.raises(ConfigError) as e:
@@ -68,17 +87,27 @@ def test_shipped_configurations_are_valid() -> None:
 def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> None:
     """`feproxy check-config` prints the key path and reason and exits 1 on a bad file."""
     bad = tmp_path / "bad.toml"
-    bad.write_text('[frontend]\nlisten = ["tcp:8000"]\nbackend_port = "eighty"\n'
-                   'authenticate = false\n[[vdirs]]\npath = "/x"\nkind = "static"\n'
-                   'servers = ["a"]\n')
-    r = subprocess.run([sys.executable, "-m", "frontend.cli", "check-config", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    bad.write_text(
+        '[frontend]\nlisten = ["tcp:8000"]\nbackend_port = "eighty"\n'
+        'authenticate = false\n[[vdirs]]\npath = "/x"\nkind = "static"\n'
+        'servers = ["a"]\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "frontend.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "frontend.backend_port: expected int, got str" in r.stderr
     good = tmp_path / "good.toml"
     good.write_text(bad.read_text().replace('"eighty"', "8080"))
-    r = subprocess.run([sys.executable, "-m", "frontend.cli", "check-config", str(good)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "frontend.cli", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -86,7 +115,11 @@ def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
     """`feproxy serve` with an invalid file exits non-zero before listening."""
     bad = tmp_path / "bad.toml"
     bad.write_text("[frontend\n")
-    r = subprocess.run([sys.executable, "-m", "frontend.cli", "serve", "--config", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "frontend.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "not valid TOML" in r.stderr

@@ -19,8 +19,16 @@ from tests.support.serve import ServeProcess
 
 def directory_table(slapd: Any) -> dict[str, Any]:
     s = slapd.settings()
-    keys = ("url", "bind_dn", "bind_password", "base_dn", "config_dn", "netbios_domain",
-            "timeout", "pool_size")
+    keys = (
+        "url",
+        "bind_dn",
+        "bind_password",
+        "base_dn",
+        "config_dn",
+        "netbios_domain",
+        "timeout",
+        "pool_size",
+    )
     return {k: getattr(s, k) for k in keys}
 
 
@@ -56,8 +64,14 @@ def stack(farm: Farm, slapd: Any, tmp_path_factory: pytest.TempPathFactory) -> I
         yield serve
 
 
-def get(port: int, path: str, user: str | None = None, password: str | None = None,
-        method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    port: int,
+    path: str,
+    user: str | None = None,
+    password: str | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     headers = {"Host": "mail.example.com"}
     if user is not None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -71,7 +85,9 @@ def get(port: int, path: str, user: str | None = None, password: str | None = No
         c.close()
 
 
-def test_implicit_logon_reaches_users_mailbox_server_with_alias(stack: Any, clean_farm: Farm) -> None:
+def test_implicit_logon_reaches_users_mailbox_server_with_alias(
+    stack: Any, clean_farm: Farm
+) -> None:
     """alice on /exchange/ lands on ex1 as /exchange/alice/."""
     status, headers, body = get(stack.port, "/exchange/", "alice", "alice-pw")
     assert status == 200 and body == b"mailbox alice on ex1.example.com\n"
@@ -81,7 +97,10 @@ def test_implicit_logon_reaches_users_mailbox_server_with_alias(stack: Any, clea
 
 def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> None:
     """/exchange/bob/ and /exchange/a.archer@example.com/ reach the right servers."""
-    assert get(stack.port, "/exchange/bob/", "alice", "alice-pw")[2] == b"mailbox bob on ex2.example.com\n"
+    assert (
+        get(stack.port, "/exchange/bob/", "alice", "alice-pw")[2]
+        == b"mailbox bob on ex2.example.com\n"
+    )
     status, headers, _ = get(stack.port, "/exchange/alice@corp.example.net/", "bob", "bob-pw")
     assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
 
@@ -114,7 +133,10 @@ def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Fa
     assert get(stack.port, "/exchange/", "*", "alice-pw")[0] == 401
     assert get(stack.port, "/exchange/", "alice)(sAMAccountName=*", "alice-pw")[0] == 401
     assert get(stack.port, "/exchange/%2A/", "alice", "alice-pw")[0] == 404
-    assert get(stack.port, "/exchange/bob)(mail=*/", "alice", "alice-pw")[0] in (400, 404)
+    assert get(stack.port, "/exchange/bob)(mail=*/", "alice", "alice-pw")[0] in (
+        400,
+        404,
+    )
     assert clean_farm.requests() == []
 
 
@@ -163,7 +185,9 @@ def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
         time.sleep(0.5)
         assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
         assert "vdirs[0].kind" in serve.errors()
-        config.write_text(good.replace('servers = ["ex1.example.com"]', 'servers = ["ex2.example.com"]'))
+        config.write_text(
+            good.replace('servers = ["ex1.example.com"]', 'servers = ["ex2.example.com"]')
+        )
         serve.signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
         while get(port, "/exchweb/echo")[1]["x-backend-server"] != "ex2.example.com":
@@ -171,3 +195,22 @@ def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
             time.sleep(0.1)
         assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
         assert serve.stop() == 0  # SIGTERM: listeners and directory threads stop, exit 0
+
+
+def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
+    farm: Farm, slapd_factory: Any, tmp_path: Path
+) -> None:
+    """With slapd stopped, a cached user keeps working and an uncached one gets 503;
+    once slapd is back the front end reconnects by itself."""
+    directory = slapd_factory()
+    port = free_port()
+    config = fe_config(tmp_path / "fe.toml", port, farm, directory)
+    with ServeProcess.start(config, ("127.0.0.1", port)) as serve:
+        assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
+        directory.stop()
+        assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
+        status, _, body = get(port, "/exchange/", "bob", "bob-pw")
+        assert status == 503 and body == b"503 The directory is unavailable; try again later.\n"
+        directory.start()
+        assert get(port, "/exchange/", "bob", "bob-pw")[0] == 200
+        assert "directory" in serve.errors()

@@ -30,8 +30,13 @@ class FrontEndProcess:
     def conn(self, timeout: float = 10) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def get(self, path: str, method: str = "GET", body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def get(
+        self,
+        path: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         c = self.conn()
         try:
             c.request(method, path, body=body, headers=headers or {})
@@ -47,23 +52,31 @@ def fe(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontEn
     key, cert = self_signed(tmp)
     port = free_port()
     tls_port = free_port(exclude=(port,))
-    config = write_config(tmp / "feproxy.toml", {
-        "frontend": {
-            "name": FE_NAME,
-            "listen": [f"tcp:{port}:interface=127.0.0.1",
-                       f"ssl:{tls_port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
-            "backend_port": farm.port,
-            "connect_timeout": 1.0,
-            "response_timeout": 1.5,
-            "authenticate": False,
+    config = write_config(
+        tmp / "feproxy.toml",
+        {
+            "frontend": {
+                "name": FE_NAME,
+                "listen": [
+                    f"tcp:{port}:interface=127.0.0.1",
+                    f"ssl:{tls_port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+                ],
+                "backend_port": farm.port,
+                "connect_timeout": 1.0,
+                "response_timeout": 1.5,
+                "authenticate": False,
+            },
+            "hosts": farm_hosts(farm),
+            "vdirs": [
+                {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]},
+                {
+                    "path": "/exchweb/failover",
+                    "kind": "static",
+                    "servers": ["ex3.example.com", "ex4.example.com"],
+                },
+            ],
         },
-        "hosts": farm_hosts(farm),
-        "vdirs": [
-            {"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]},
-            {"path": "/exchweb/failover", "kind": "static",
-             "servers": ["ex3.example.com", "ex4.example.com"]},
-        ],
-    })
+    )
     with ServeProcess.start(config, ("127.0.0.1", port)) as serve:
         yield FrontEndProcess(serve, port, tls_port)
 
@@ -77,10 +90,18 @@ def test_request_reaches_back_end_with_host_and_front_end_headers(
 ) -> None:
     """Host arrives byte for byte; X-Forwarded-For and X-Front-End-Server are the
     front end's; a client's copies and hop-by-hop headers are gone."""
-    status, headers, _ = fe.get("/exchweb/echo?a=%2F", headers={
-        "Host": "WebMail.Example.COM:8443", "X-Forwarded-For": "6.6.6.6",
-        "X-Front-End-Server": "spoof", "Front-End-Https": "On",
-        "Connection": "X-Secret", "X-Secret": "1", "Authorization": "Basic dTpw"})
+    status, headers, _ = fe.get(
+        "/exchweb/echo?a=%2F",
+        headers={
+            "Host": "WebMail.Example.COM:8443",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Front-End-Server": "spoof",
+            "Front-End-Https": "On",
+            "Connection": "X-Secret",
+            "X-Secret": "1",
+            "Authorization": "Basic dTpw",
+        },
+    )
     assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
     (record,) = clean_farm.requests("ex1.example.com")
     assert record["host"] == "WebMail.Example.COM:8443"
@@ -91,7 +112,9 @@ def test_request_reaches_back_end_with_host_and_front_end_headers(
     assert header(record, "Authorization") == ["Basic dTpw"]
 
 
-def test_tls_client_makes_back_end_see_front_end_https(fe: FrontEndProcess, clean_farm: Farm) -> None:
+def test_tls_client_makes_back_end_see_front_end_https(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
     """TLS is terminated at the front end, the back end gets plain HTTP with Front-End-Https: On."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -107,15 +130,21 @@ def test_tls_client_makes_back_end_see_front_end_https(fe: FrontEndProcess, clea
 def test_webdav_method_and_body_are_forwarded(fe: FrontEndProcess, clean_farm: Farm) -> None:
     """PROPFIND with a body and Depth reaches the back end unchanged."""
     body = b'<?xml version="1.0"?><a:propfind xmlns:a="DAV:"><a:allprop/></a:propfind>'
-    status, _, _ = fe.get("/exchweb/dav/folder/", "PROPFIND", body,
-                          {"Depth": "1", "Content-Type": "text/xml"})
+    status, _, _ = fe.get(
+        "/exchweb/dav/folder/",
+        "PROPFIND",
+        body,
+        {"Depth": "1", "Content-Type": "text/xml"},
+    )
     assert status == 200
     (record,) = clean_farm.requests("ex1.example.com")
     assert record["method"] == "PROPFIND" and header(record, "Depth") == ["1"]
     assert record["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_back_end_connections_are_kept_alive_and_reused(fe: FrontEndProcess, clean_farm: Farm) -> None:
+def test_back_end_connections_are_kept_alive_and_reused(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
     """Sequential requests from different clients share one pooled back-end connection."""
     for _ in range(3):
         assert fe.get("/exchweb/echo")[0] == 200
@@ -123,7 +152,9 @@ def test_back_end_connections_are_kept_alive_and_reused(fe: FrontEndProcess, cle
     assert len(peers) == 1
 
 
-def test_refused_back_end_is_502_and_static_list_fails_over(fe: FrontEndProcess, clean_farm: Farm) -> None:
+def test_refused_back_end_is_502_and_static_list_fails_over(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
     """A refused connection is a one-line 502; a static list tries its next server."""
     clean_farm.set_fault("ex1.example.com", "refuse")
     status, _, body = fe.get("/exchweb/echo")
@@ -156,7 +187,9 @@ def test_cut_response_is_visibly_truncated(fe: FrontEndProcess, clean_farm: Farm
     assert fe.get("/exchweb/echo")[0] == 200
 
 
-def test_client_going_away_aborts_the_back_end_request(fe: FrontEndProcess, clean_farm: Farm) -> None:
+def test_client_going_away_aborts_the_back_end_request(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
     """When the client disconnects mid-body, the front end closes its back-end connection."""
     with socket.create_connection(("127.0.0.1", fe.port)) as s:
         s.sendall(b"GET /exchweb/bytes/1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -181,7 +214,9 @@ def test_streaming_200_mib_to_a_slow_client_keeps_front_end_memory_flat(
     before = rss_kib(fe.serve.pid)
     with socket.create_connection(("127.0.0.1", fe.port)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.sendall(f"GET /exchweb/bytes/{size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(
+            f"GET /exchweb/bytes/{size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
         buf = bytearray(1 << 20)
         got = s.recv_into(buf)
         time.sleep(1.5)  # a stalled client: without flow control all 200 MiB pile up
@@ -190,19 +225,25 @@ def test_streaming_200_mib_to_a_slow_client_keeps_front_end_memory_flat(
             got += n
     peak = rss_kib(fe.serve.pid, "VmHWM")
     assert got > size
-    assert (stalled - before) < 50 * 1024, f"RSS grew by {(stalled - before) // 1024} MiB while stalled"
+    assert (stalled - before) < 50 * 1024, (
+        f"RSS grew by {(stalled - before) // 1024} MiB while stalled"
+    )
     assert (peak - before) < 50 * 1024, f"peak RSS grew by {(peak - before) // 1024} MiB"
 
 
-@pytest.mark.parametrize("raw", [
-    b"GET /exchweb/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-    b"POST /exchweb/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"GET /exchweb/echo HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
-    b"GET /exchweb/../exchange/bob/ HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET exchweb/echo HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /exchweb/echo HTTP/1.1\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /exchweb/echo HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST /exchweb/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /exchweb/echo HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        b"GET /exchweb/../exchange/bob/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET exchweb/echo HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /exchweb/echo HTTP/1.1\r\n\r\n",
+    ],
+)
 def test_malformed_request_is_400_and_never_reaches_a_back_end(
     fe: FrontEndProcess, clean_farm: Farm, raw: bytes
 ) -> None:
@@ -230,9 +271,15 @@ def test_access_log_has_one_line_per_request(fe: FrontEndProcess, clean_farm: Fa
 def test_sigterm_stops_serve_with_exit_status_0(farm: Farm, tmp_path: Path) -> None:
     """`feproxy serve` exits 0 on SIGTERM."""
     port = free_port()
-    config = write_config(tmp_path / "fe.toml", {
-        "frontend": {"listen": [f"tcp:{port}:interface=127.0.0.1"], "authenticate": False},
-        "vdirs": [{"path": "/x", "kind": "static", "servers": ["ex1.example.com"]}],
-    })
+    config = write_config(
+        tmp_path / "fe.toml",
+        {
+            "frontend": {
+                "listen": [f"tcp:{port}:interface=127.0.0.1"],
+                "authenticate": False,
+            },
+            "vdirs": [{"path": "/x", "kind": "static", "servers": ["ex1.example.com"]}],
+        },
+    )
     serve = ServeProcess.start(config, ("127.0.0.1", port))
     assert serve.stop() == 0

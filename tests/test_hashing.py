@@ -157,8 +157,9 @@ def test_exchange_reproduces_documented_six_user_example() -> None:
 def test_exchange_fallbacks_follow_rendezvous_order_over_the_rest() -> None:
     """After the range's server, the order is rendezvous order over the others."""
     three = ["charlie", "alpha", "bravo"]
-    for token, first in zip(tokens_in_sixths(), ["alpha"] * 2 + ["bravo"] * 2 + ["charlie"] * 2,
-                            strict=True):
+    for token, first in zip(
+        tokens_in_sixths(), ["alpha"] * 2 + ["bravo"] * 2 + ["charlie"] * 2, strict=True
+    ):
         order = EXCHANGE.order(token, three)
         rest = [s for s in three if s != first]
         assert order == (first, *RENDEZVOUS.order(token, rest))
@@ -167,9 +168,7 @@ def test_exchange_fallbacks_follow_rendezvous_order_over_the_rest() -> None:
 
 @PROPERTY
 @given(token=st.binary(max_size=64), n=st.integers(min_value=1, max_value=20))
-def test_exchange_puts_position_p_on_server_floor_p_times_n(
-    token: bytes, n: int
-) -> None:
+def test_exchange_puts_position_p_on_server_floor_p_times_n(token: bytes, n: int) -> None:
     """The position is in [0, 1) and selects range floor(p * n) of the sorted list."""
     p = exchange_position(token)
     assert 0.0 <= p < 1.0
@@ -218,9 +217,7 @@ def test_choose_is_the_first_of_order_not_marked_unavailable(
     marked = data.draw(st.sets(st.sampled_from(NAME_VARIANTS)))
     marks = {name.upper() for name in marked}
     down = {name.lower() for name in marked}
-    expected = next(
-        (s for s in policy.order(token, servers) if s.lower() not in down), None
-    )
+    expected = next((s for s in policy.order(token, servers) if s.lower() not in down), None)
     assert choose(policy, token, servers, marks) == expected
     assert choose(policy, token, servers, frozenset(marked)) == expected
 
@@ -229,10 +226,7 @@ def test_choices_are_the_same_in_another_process_with_another_hash_seed() -> Non
     """A child process with a different PYTHONHASHSEED makes the same choices."""
     tokens = [b"", b"alice", sid(1234)] + random_tokens(20, seed=7)
     servers = ["ex3.example.com", "EX1.example.com", "ex2.example.com", "ex4"]
-    here = {
-        name: [policy.order(t, servers) for t in tokens]
-        for name, policy in POLICIES.items()
-    }
+    here = {name: [policy.order(t, servers) for t in tokens] for name, policy in POLICIES.items()}
     code = (
         "import json, sys\n"
         "from frontend.hashing import POLICIES\n"
@@ -243,9 +237,7 @@ def test_choices_are_the_same_in_another_process_with_another_hash_seed() -> Non
     )
     seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
     env = dict(os.environ, PYTHONHASHSEED=seed)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     child = subprocess.run(
         [sys.executable, "-c", code],
         input=json.dumps([[t.hex() for t in tokens], servers]),
@@ -308,13 +300,9 @@ def test_rendezvous_weight_is_the_documented_blake2b_construction() -> None:
 @BOTH
 @pytest.mark.parametrize("n", [3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("kind", ["random", "sequential_sids"])
-def test_users_spread_evenly_over_the_servers(
-    policy: HashPolicy, n: int, kind: str
-) -> None:
+def test_users_spread_evenly_over_the_servers(policy: HashPolicy, n: int, kind: str) -> None:
     """Each server gets close to 1/n of the users; chi-square under its 0.1% point."""
-    tokens = (
-        random_tokens(USERS, seed=n) if kind == "random" else sequential_sids(USERS)
-    )
+    tokens = random_tokens(USERS, seed=n) if kind == "random" else sequential_sids(USERS)
     servers = servers_named(n)
     counts = Counter(assignment(policy, tokens, servers))
     assert set(counts) == set(servers)
@@ -396,9 +384,7 @@ def exchange_moved_exactly(before: Sequence[str], after: Sequence[str]) -> Fract
 
 @pytest.mark.parametrize("n", [3, 4, 5, 7])
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
-def test_exchange_adding_a_replica_moves_far_more_than_1_over_n_plus_1(
-    n: int, where: str
-) -> None:
+def test_exchange_adding_a_replica_moves_far_more_than_1_over_n_plus_1(n: int, where: str) -> None:
     """Exchange moves 1/2 of the users when the new name sorts first or last.
 
     Rendezvous moves 1/(n+1).  A name sorting in the middle moves less than
@@ -432,9 +418,7 @@ def test_exchange_removing_a_replica_moves_other_users_too(n: int, k: int) -> No
     tokens = random_tokens(USERS, seed=500 + n)
     before = assignment(EXCHANGE, tokens, servers)
     after = assignment(EXCHANGE, tokens, rest)
-    bystanders_moved = sum(
-        b != gone and a != b for b, a in zip(before, after, strict=True)
-    )
+    bystanders_moved = sum(b != gone and a != b for b, a in zip(before, after, strict=True))
     assert abs(bystanders_moved / USERS - (1 / 2 - 1 / n)) < 0.015
 
 
@@ -516,13 +500,8 @@ def test_choose_accepts_a_bare_container_of_marks(policy: HashPolicy) -> None:
 
     servers = ["EX1.example.com", "ex2.example.com"]
     for token in random_tokens(20, seed=13):
-        assert choose(policy, token, servers, Marks({"ex1.example.com"})) == (
-            "ex2.example.com"
-        )
-        assert (
-            choose(policy, token, servers, Marks(set()))
-            == policy.order(token, servers)[0]
-        )
+        assert choose(policy, token, servers, Marks({"ex1.example.com"})) == ("ex2.example.com")
+        assert choose(policy, token, servers, Marks(set())) == policy.order(token, servers)[0]
 
 
 def test_a_lone_string_is_refused_for_servers_or_marks() -> None:

@@ -27,8 +27,11 @@ def basic(login: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def mailbox_fe(directory: FakeDirectory | None = None, backends: FakeBackends | None = None,
-               **frontend: Any) -> tuple[FrontEnd, FakeDirectory]:
+def mailbox_fe(
+    directory: FakeDirectory | None = None,
+    backends: FakeBackends | None = None,
+    **frontend: Any,
+) -> tuple[FrontEnd, FakeDirectory]:
     directory = directory or fake_directory()
     data = {**MAILBOX_CONFIG, "frontend": {**MAILBOX_CONFIG["frontend"], **frontend}}
     return front_end(backends, parse_config(data), directory), directory
@@ -37,10 +40,15 @@ def mailbox_fe(directory: FakeDirectory | None = None, backends: FakeBackends | 
 def test_implicit_logon_goes_to_users_server_with_alias_in_path() -> None:
     """/exchange/ for alice goes to ex1 as /exchange/alice/."""
     fe, _ = mailbox_fe()
-    response, _ = fe.request("GET", "http://fe/exchange/?Cmd=contents", headers=basic("alice", "alice-pw"))
+    response, _ = fe.request(
+        "GET", "http://fe/exchange/?Cmd=contents", headers=basic("alice", "alice-pw")
+    )
     assert response.code == 200
     sent = fe.backends.sent[0]
-    assert (sent.server, sent.target) == ("ex1.example.com", b"/exchange/alice/?Cmd=contents")
+    assert (sent.server, sent.target) == (
+        "ex1.example.com",
+        b"/exchange/alice/?Cmd=contents",
+    )
 
 
 def test_explicit_logon_uses_vdir_domain_and_keeps_path() -> None:
@@ -55,7 +63,11 @@ def test_explicit_logon_uses_vdir_domain_and_keeps_path() -> None:
 def test_explicit_logon_with_domain_overrides_vdir_domain() -> None:
     """/exchange/a.archer@example.com/ finds alice by a secondary address."""
     fe, directory = mailbox_fe()
-    fe.request("GET", "http://fe/exchange/A.Archer@Example.com/", headers=basic("bob", "bob-pw"))
+    fe.request(
+        "GET",
+        "http://fe/exchange/A.Archer@Example.com/",
+        headers=basic("bob", "bob-pw"),
+    )
     assert fe.backends.sent[0].server == "ex1.example.com"
     assert ("find_mailbox", "a.archer@example.com") in directory.calls
 
@@ -82,8 +94,12 @@ def test_http_disabled_is_403_for_user_and_for_mailbox() -> None:
 def test_missing_or_wrong_credentials_get_401_with_basic_challenge() -> None:
     """No credentials, a wrong password or an unknown user -> 401 + WWW-Authenticate."""
     fe, _ = mailbox_fe()
-    for headers in ({}, basic("alice", "wrong"), basic("mallory", "x"),
-                    {"Authorization": "Negotiate abc"}):
+    for headers in (
+        {},
+        basic("alice", "wrong"),
+        basic("mallory", "x"),
+        {"Authorization": "Negotiate abc"},
+    ):
         response, body = fe.request("GET", "http://fe/exchange/", headers=headers)
         assert response.code == 401, headers
         assert response.headers.getRawHeaders(b"www-authenticate") == [b'Basic realm="example.com"']
@@ -161,7 +177,10 @@ def test_refused_mailbox_server_triggers_one_fresh_lookup_and_follows_a_move() -
     directory.users["bob"] = replace(directory.users["bob"], home_mdb="cn=MB1,cn=stores")
     response, body = fe.request("GET", "http://fe/exchange/", headers=basic("bob", "bob-pw"))
     assert (response.code, body) == (200, b"moved")
-    assert [s.server for s in fe.backends.sent[-2:]] == ["ex2.example.com", "ex1.example.com"]
+    assert [s.server for s in fe.backends.sent[-2:]] == [
+        "ex2.example.com",
+        "ex1.example.com",
+    ]
     assert "ex2.example.com" not in fe.marks
 
 

@@ -23,8 +23,12 @@ def _headers(h: Headers) -> dict[bytes, list[bytes]]:
 def test_host_header_and_request_target_pass_byte_for_byte() -> None:
     """Host and the request-target reach the back end exactly as the client sent them."""
     fe = front_end()
-    _get(fe, "GET", "http://fe/exchweb/img/a%20b.gif?x=1&y=%2F",
-         headers={"Host": "WebMail.Example.COM:8443"})
+    _get(
+        fe,
+        "GET",
+        "http://fe/exchweb/img/a%20b.gif?x=1&y=%2F",
+        headers={"Host": "WebMail.Example.COM:8443"},
+    )
     sent = fe.backends.sent[0]
     assert sent.target == b"/exchweb/img/a%20b.gif?x=1&y=%2F"
     assert _headers(sent.headers)[b"host"] == [b"WebMail.Example.COM:8443"]
@@ -34,19 +38,31 @@ def test_host_header_and_request_target_pass_byte_for_byte() -> None:
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped() -> None:
     """Keep-Alive, TE, Upgrade, Proxy-Authorization and Connection-named headers go."""
     fe = front_end()
-    _get(fe, "GET", "http://fe/exchweb/x", headers={
-        "Connection": "keep-alive, X-Private",
-        "X-Private": "secret",
-        "Keep-Alive": "300",
-        "TE": "trailers",
-        "Upgrade": "websocket",
-        "Proxy-Authorization": "Basic Zm9vOmJhcg==",
-        "Proxy-Connection": "keep-alive",
-        "X-Kept": "yes",
-    })
+    _get(
+        fe,
+        "GET",
+        "http://fe/exchweb/x",
+        headers={
+            "Connection": "keep-alive, X-Private",
+            "X-Private": "secret",
+            "Keep-Alive": "300",
+            "TE": "trailers",
+            "Upgrade": "websocket",
+            "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+            "Proxy-Connection": "keep-alive",
+            "X-Kept": "yes",
+        },
+    )
     got = _headers(fe.backends.sent[0].headers)
-    for name in (b"connection", b"x-private", b"keep-alive", b"te", b"upgrade",
-                 b"proxy-authorization", b"proxy-connection"):
+    for name in (
+        b"connection",
+        b"x-private",
+        b"keep-alive",
+        b"te",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-connection",
+    ):
         assert name not in got, name
     assert got[b"x-kept"] == [b"yes"]
 
@@ -55,11 +71,16 @@ def test_front_end_headers_replace_client_copies() -> None:
     """X-Forwarded-For, X-Front-End-Server are set by the front end; a client's
     Front-End-Https is dropped on plain HTTP."""
     fe = front_end()
-    _get(fe, "GET", "http://fe/exchweb/x", headers={
-        "X-Forwarded-For": "10.9.9.9",
-        "Front-End-Https": "On",
-        "X-Front-End-Server": "evil",
-    })
+    _get(
+        fe,
+        "GET",
+        "http://fe/exchweb/x",
+        headers={
+            "X-Forwarded-For": "10.9.9.9",
+            "Front-End-Https": "On",
+            "X-Front-End-Server": "evil",
+        },
+    )
     got = _headers(fe.backends.sent[0].headers)
     assert got[b"x-forwarded-for"] == [b"127.0.0.1"]
     assert got[b"x-front-end-server"] == [b"fe1.example.com"]
@@ -77,7 +98,12 @@ def test_front_end_https_on_for_tls_clients() -> None:
 def test_authorization_passes_through_unchanged() -> None:
     """The back end authenticates the user again: Authorization is forwarded as sent."""
     fe = front_end()
-    _get(fe, "GET", "http://fe/exchweb/x", headers={"Authorization": "Basic YWxpY2U6YWxpY2UtcHc="})
+    _get(
+        fe,
+        "GET",
+        "http://fe/exchweb/x",
+        headers={"Authorization": "Basic YWxpY2U6YWxpY2UtcHc="},
+    )
     got = _headers(fe.backends.sent[0].headers)
     assert got[b"authorization"] == [b"Basic YWxpY2U6YWxpY2UtcHc="]
 
@@ -86,9 +112,19 @@ def test_webdav_method_with_body_and_destination_is_forwarded() -> None:
     """PROPFIND/MOVE and friends pass through with their body and Destination header."""
     fe = front_end()
     body = b'<?xml version="1.0"?><propfind xmlns="DAV:"><allprop/></propfind>'
-    _get(fe, "PROPFIND", "http://fe/exchweb/folder/", data=body,
-         headers={"Depth": "1", "Content-Type": "text/xml"})
-    _get(fe, "MOVE", "http://fe/exchweb/a", headers={"Destination": "http://fe/exchweb/b"})
+    _get(
+        fe,
+        "PROPFIND",
+        "http://fe/exchweb/folder/",
+        data=body,
+        headers={"Depth": "1", "Content-Type": "text/xml"},
+    )
+    _get(
+        fe,
+        "MOVE",
+        "http://fe/exchweb/a",
+        headers={"Destination": "http://fe/exchweb/b"},
+    )
     first, second = fe.backends.sent
     assert first.method == b"PROPFIND" and first.body == body
     assert _headers(first.headers)[b"depth"] == [b"1"]
@@ -97,15 +133,17 @@ def test_webdav_method_with_body_and_destination_is_forwarded() -> None:
 
 
 def test_response_hop_by_hop_headers_are_dropped_and_others_kept() -> None:
-    """The client gets the back end's headers minus hop-by-hop ones, and no Twisted Server header."""
-    headers = Headers({
-        b"Content-Type": [b"text/html"],
-        b"Server": [b"Microsoft-IIS/6.0"],
-        b"Connection": [b"X-Internal"],
-        b"X-Internal": [b"1"],
-        b"Keep-Alive": [b"timeout=5"],
-        b"Set-Cookie": [b"a=1", b"b=2"],
-    })
+    """The client gets the back end's headers minus hop-by-hop ones; its Server header stays."""
+    headers = Headers(
+        {
+            b"Content-Type": [b"text/html"],
+            b"Server": [b"Microsoft-IIS/6.0"],
+            b"Connection": [b"X-Internal"],
+            b"X-Internal": [b"1"],
+            b"Keep-Alive": [b"timeout=5"],
+            b"Set-Cookie": [b"a=1", b"b=2"],
+        }
+    )
     fe = front_end(FakeBackends(lambda s: FakeResponse(headers=headers, body=b"hi")))
     response, body = _get(fe, "GET", "http://fe/exchweb/x")
     got = _headers(response.headers)
@@ -117,6 +155,7 @@ def test_response_hop_by_hop_headers_are_dropped_and_others_kept() -> None:
 
 def test_connection_refused_fails_over_to_next_static_server() -> None:
     """When nothing reached the first server (refused), the next one gets the request."""
+
     def answer(s: Sent) -> Any:
         if s.server == "ex1.example.com":
             return ierror.ConnectionRefusedError()
@@ -125,7 +164,10 @@ def test_connection_refused_fails_over_to_next_static_server() -> None:
     fe = front_end(FakeBackends(answer))
     response, body = _get(fe, "GET", "http://fe/exchweb/x")
     assert body == b"from ex2"
-    assert [s.server for s in fe.backends.sent] == ["ex1.example.com", "ex2.example.com"]
+    assert [s.server for s in fe.backends.sent] == [
+        "ex1.example.com",
+        "ex2.example.com",
+    ]
 
 
 def test_every_server_refusing_gives_502_with_one_line() -> None:
@@ -174,8 +216,14 @@ def test_unknown_path_is_404_and_never_forwarded() -> None:
 def test_dot_segments_and_encoded_slashes_are_refused() -> None:
     """Paths the back end could read differently are refused with 400 before routing."""
     fe = front_end()
-    for path in ("/exchweb/%2e%2e/exchange/bob/", "/exchweb/a%2Fb", "/exchweb//x",
-                 "/exchweb/..;/x", "/exchweb/%00", "/exchweb/a%5Cb"):
+    for path in (
+        "/exchweb/%2e%2e/exchange/bob/",
+        "/exchweb/a%2Fb",
+        "/exchweb//x",
+        "/exchweb/..;/x",
+        "/exchweb/%00",
+        "/exchweb/a%5Cb",
+    ):
         response, body = _get(fe, "GET", "http://fe" + path)
         assert response.code == 400, path
     assert fe.backends.sent == []
@@ -184,8 +232,15 @@ def test_dot_segments_and_encoded_slashes_are_refused() -> None:
 def test_cut_response_body_aborts_the_client_connection() -> None:
     """A body cut by the back end is never finished as if complete."""
     cut = Failure(ierror.ConnectionLost("peer reset"))
-    fe = front_end(FakeBackends(lambda s: FakeResponse(
-        headers=Headers({b"Content-Length": [b"100"]}), body=b"x" * 10, error=cut)))
+    fe = front_end(
+        FakeBackends(
+            lambda s: FakeResponse(
+                headers=Headers({b"Content-Length": [b"100"]}),
+                body=b"x" * 10,
+                error=cut,
+            )
+        )
+    )
     d = fe.treq.get("http://fe/exchweb/big")
     fe.treq.flush()
     results: list[Any] = []

@@ -36,13 +36,22 @@ def farm_like(s: Sent) -> Any:
             if s.server in holders:
                 return FakeResponse(body=f"{folder} from {s.server}".encode())
             h = Headers({b"X-Replica-Servers": [", ".join(sorted(holders)).encode()]})
-            return FakeResponse(code=421, phrase=b"Misdirected Request", headers=h, body=b"referral")
+            return FakeResponse(
+                code=421, phrase=b"Misdirected Request", headers=h, body=b"referral"
+            )
     return FakeResponse(body=f"from {s.server}".encode())
 
 
 def user(n: int) -> FakeUser:
-    return FakeUser(f"cn=u{n}", f"u{n}", f"u{n}@example.com", f"u{n}", "cn=MB1,cn=stores",
-                    token=n.to_bytes(16, "big"), password="pw")
+    return FakeUser(
+        f"cn=u{n}",
+        f"u{n}",
+        f"u{n}@example.com",
+        f"u{n}",
+        "cn=MB1,cn=stores",
+        token=n.to_bytes(16, "big"),
+        password="pw",
+    )
 
 
 def public_fe(
@@ -61,8 +70,9 @@ def servers_of(fe: FrontEnd) -> list[str]:
 
 
 def first_user_on(server: str, listed: tuple[str, ...] = APPS, policy: str = "rendezvous") -> int:
-    return next(n for n in range(1000)
-                if POLICIES[policy].order(user(n).token, listed)[0] == server)
+    return next(
+        n for n in range(1000) if POLICIES[policy].order(user(n).token, listed)[0] == server
+    )
 
 
 def test_default_tree_goes_to_users_home_public_server() -> None:
@@ -77,7 +87,9 @@ def test_default_tree_falls_back_to_another_replica_when_home_is_marked() -> Non
     """With the home server marked, the request goes to another default-tree replica."""
     fe, _ = public_fe()
     fe.marks.mark("ex1.example.com")
-    response, _ = fe.request("GET", "http://fe/public/Announcements/", headers=basic("alice", "alice-pw"))
+    response, _ = fe.request(
+        "GET", "http://fe/public/Announcements/", headers=basic("alice", "alice-pw")
+    )
     assert response.code == 200 and servers_of(fe) == ["ex2.example.com"]
 
 
@@ -104,8 +116,12 @@ def test_referral_is_followed_with_the_body_and_never_shown() -> None:
     """A 421 referral is followed to the listed replica with the same request and body."""
     n = first_user_on("ex2.example.com")
     fe, _ = public_fe(users=n + 1)
-    response, body = fe.request("PUT", "http://fe/apps/Archive/note.eml",
-                                data=b"note body", headers=basic(f"u{n}", "pw"))
+    response, body = fe.request(
+        "PUT",
+        "http://fe/apps/Archive/note.eml",
+        data=b"note body",
+        headers=basic(f"u{n}", "pw"),
+    )
     assert (response.code, body) == (200, b"/apps/archive from ex3.example.com")
     first, second = fe.backends.sent
     assert (first.server, second.server) == ("ex2.example.com", "ex3.example.com")
@@ -130,6 +146,7 @@ def test_referral_list_is_cached_for_the_folder_and_below() -> None:
 
 def test_referral_back_to_a_tried_server_is_502() -> None:
     """A referral naming only servers already tried ends in 502 with a clear reason."""
+
     def loop(s: Sent) -> Any:
         h = Headers({b"X-Replica-Servers": [s.server.encode()]})
         return FakeResponse(code=421, headers=h)
@@ -192,7 +209,9 @@ def test_no_replica_left_is_503() -> None:
 def test_post_that_may_have_been_processed_is_never_replayed() -> None:
     """A response timeout after sending a POST is a 504 and no other replica gets it."""
     fe, _ = public_fe(lambda s: GatewayTimeout(), users=1)
-    response, _ = fe.request("POST", "http://fe/apps/Projects/", data=b"x", headers=basic("u0", "pw"))
+    response, _ = fe.request(
+        "POST", "http://fe/apps/Projects/", data=b"x", headers=basic("u0", "pw")
+    )
     assert response.code == 504 and len(fe.backends.sent) == 1
     assert fe.marks.snapshot() == {}
 

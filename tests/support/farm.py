@@ -63,9 +63,7 @@ class FarmError(RuntimeError):
         self.status = status
 
 
-def free_port(
-    addresses: Iterable[str] = LOOPBACK_ADDRESSES, exclude: Iterable[int] = ()
-) -> int:
+def free_port(addresses: Iterable[str] = LOOPBACK_ADDRESSES, exclude: Iterable[int] = ()) -> int:
     """A TCP port that can be bound on every one of *addresses* right now."""
     excluded = set(exclude)
     wanted = tuple(addresses)
@@ -119,9 +117,7 @@ class Farm:
         self._addresses: dict[str, str] = {}
 
     @classmethod
-    def start(
-        cls, topology_path: str, port: int, control_port: int, timeout: float = 15.0
-    ) -> Farm:
+    def start(cls, topology_path: str, port: int, control_port: int, timeout: float = 15.0) -> Farm:
         """Launch the farm and wait (at most *timeout* s) until it is ready."""
         log = tempfile.TemporaryFile(prefix="backend-stub-", suffix=".log")
         process = subprocess.Popen(
@@ -168,8 +164,7 @@ class Farm:
                 if not chunk:
                     self.process.wait(timeout=5)
                     raise FarmError(
-                        f"farm exited with status {self.process.returncode}"
-                        f"{self._tail()}"
+                        f"farm exited with status {self.process.returncode}{self._tail()}"
                     )
                 buffered += chunk
                 if READY_LINE.encode() in buffered.splitlines():
@@ -246,9 +241,7 @@ class Farm:
         except urllib.error.HTTPError as exc:
             with exc:
                 detail = exc.read().decode("utf-8", "replace")
-            raise FarmError(
-                f"{method} {path}: {exc.code} {detail}", status=exc.code
-            ) from None
+            raise FarmError(f"{method} {path}: {exc.code} {detail}", status=exc.code) from None
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the farm, wait (SIGKILL after *timeout* s); the exit status."""

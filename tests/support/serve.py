@@ -59,8 +59,20 @@ class ServeProcess:
         out: IO[Any] = open(access, "w")  # noqa: SIM115 - owned by the child
         err: IO[Any] = open(errors, "w")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "frontend.cli", "serve", "--config", str(config), *extra],
-            stdout=out, stderr=err, cwd=ROOT, text=True, preexec_fn=_die_with_parent,
+            [
+                sys.executable,
+                "-m",
+                "frontend.cli",
+                "serve",
+                "--config",
+                str(config),
+                *extra,
+            ],
+            stdout=out,
+            stderr=err,
+            cwd=ROOT,
+            text=True,
+            preexec_fn=_die_with_parent,
         )
         out.close()
         err.close()
@@ -127,4 +139,3 @@ def _tcp_lines(pid: int) -> Iterator[str]:
         p = Path(f"/proc/{pid}/net/{name}")
         if p.exists():
             yield from p.read_text().splitlines()[1:]
-
