@@ -7,9 +7,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frontend.errors import ConfigError
+
+if TYPE_CHECKING:
+    from frontend.config import Config
 
 __all__ = ["main"]
 
@@ -46,13 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_demo(args)
 
 
-def _check(path: str) -> int:
+def load_or_report(path: str) -> Config | None:
+    """The validated configuration, or None after printing why it is invalid."""
     from frontend.config import load_config
 
     try:
-        load_config(path)
+        return load_config(path)
     except ConfigError as e:
         print(f"feproxy: {path}: {e}", file=sys.stderr)
+        return None
+
+
+def _check(path: str) -> int:
+    if load_or_report(path) is None:
         return 1
     print(f"{path}: OK")
     return 0
@@ -61,14 +70,11 @@ def _check(path: str) -> int:
 def _serve(args: Any) -> int:
     from twisted.internet import reactor
 
-    from frontend.config import load_config
     from frontend.logs import start_logging
     from frontend.service import FrontEndService
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"feproxy: {args.config}: {e}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
     access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
     start_logging(access=access, level=args.log_level, json=args.log_json)

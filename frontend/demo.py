@@ -8,7 +8,6 @@ conf/topology.toml; the front end serves conf/feproxy.toml.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from frontend.config import Config, load_config
+from frontend.config import Config
 from frontend.errors import ConfigError
 
 __all__ = ["run_demo", "CONF", "BANNER"]
@@ -47,12 +46,11 @@ def run_demo(args: Any) -> int:
     from twisted.internet import reactor
 
     from backend_stub.topology import load_topology
+    from frontend.cli import load_or_report
     from frontend.logs import start_logging
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"feproxy: {args.config}: {e}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
     topology = load_topology(args.topology)
     start_logging(level="info")

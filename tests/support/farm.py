@@ -13,7 +13,6 @@ The :class:`Farm` object talks to the farm's control API with blocking
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import selectors
@@ -32,6 +31,8 @@ from typing import IO, Any
 
 import pytest
 
+from tests.support.procs import die_with_parent
+
 __all__ = [
     "DEFAULT_TOPOLOGY",
     "Farm",
@@ -48,8 +49,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOPOLOGY = REPO_ROOT / "conf" / "topology.toml"
 READY_LINE = "backend-stub ready"
 LOOPBACK_ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
-
-_PR_SET_PDEATHSIG = 1
 
 
 class FarmError(RuntimeError):
@@ -83,20 +82,6 @@ def _can_bind(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _die_with_parent_hook() -> Any:
-    """A ``preexec_fn``: the child gets SIGTERM when the test process dies.
-
-    libc is loaded here, in the parent: the hook runs between fork and exec,
-    where only the simplest calls are safe.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def hook() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return hook
 
 
 class Farm:
@@ -137,7 +122,7 @@ class Farm:
             stderr=log,
             cwd=REPO_ROOT,
             start_new_session=True,
-            preexec_fn=_die_with_parent_hook(),
+            preexec_fn=die_with_parent(),
         )
         farm = cls(process, port, control_port, log)
         try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,15 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tests.support.procs import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["ServeProcess", "established_to", "rss_kib", "wait_port", "ROOT"]
-
-
-def _die_with_parent() -> None:
-    os.setsid()
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
@@ -72,7 +66,8 @@ class ServeProcess:
             stderr=err,
             cwd=ROOT,
             text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
+            start_new_session=True,
         )
         out.close()
         err.close()
