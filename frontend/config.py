@@ -52,6 +52,7 @@ class FrontendSettings:
     cache_ttl: float = 600.0
     cache_size: int = 100_000
     unavailable_for: float = 600.0
+    stop_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         cache_ttl=_positive(t, "cache_ttl", k, 600.0),
         cache_size=int(_positive(t, "cache_size", k, 100_000)),
         unavailable_for=_positive(t, "unavailable_for", k, 600.0),
+        stop_timeout=_positive(t, "stop_timeout", k, 30.0),
     )
 
 

@@ -16,6 +16,7 @@ tests a binary or DN-valued attribute, DNs are compared in Python after
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ class DirectorySettings:
     netbios_domain: str | None = None  # accepts DOMAIN\user logins when it matches
     timeout: float = 5.0  # connect and per-operation timeout, seconds
     pool_size: int = 4  # threads = connections
+    poll_interval: float = 60.0  # seconds between configuration change polls; 0: never
+    change_attribute: str = "modifyTimestamp"  # or uSNChanged on Active Directory
     attributes: AttributeNames = field(default_factory=AttributeNames)
     object_classes: ObjectClassNames = field(default_factory=ObjectClassNames)
 
@@ -301,7 +304,29 @@ class LdapDirectory(Service):
         """Host names of the servers holding the default (MAPI) tree."""
         return self._ldap.run("default_tree_replicas", self._replicas_of_default_tree)
 
+    def config_fingerprint(self) -> Deferred[str]:
+        """A digest of every entry under config_dn with its change attribute.
+
+        It changes when an entry there is added, deleted or modified (its
+        ``change_attribute`` moves), so comparing two polls tells whether
+        servers, stores or trees may have changed.  Deletions leave no
+        modifyTimestamp behind, which is why every entry is listed rather
+        than only those changed since the last poll.
+        """
+        return self._ldap.run("config_fingerprint", self._config_fingerprint)
+
     # -- operations (worker threads) -------------------------------------------
+
+    def _config_fingerprint(self, conn: Connection) -> str:
+        attribute = self.settings.change_attribute
+        entries = self._search_all(conn, "(objectClass=*)", [attribute])
+        digest = hashlib.sha256()
+        for dn, raw in sorted((normalize_dn(dn), raw) for dn, raw in entries):
+            digest.update(dn.encode("utf-8") + b"\0")
+            for value in sorted(raw.get(attribute.lower(), ())):
+                digest.update(value + b"\0")
+            digest.update(b"\1")
+        return digest.hexdigest()
 
     def _bind_as(self, dn: str, password: str) -> bool:
         conn = self._ldap.connection(dn, password)

@@ -23,6 +23,8 @@ _KEYS = {
     "timeout",
     "pool_size",
     "attributes",
+    "poll_interval",
+    "change_attribute",
 }
 
 
@@ -62,6 +64,16 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
     pool_size = t.get("pool_size", 4)
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 64:
         raise ConfigError(f"{key}.pool_size", "expected an integer from 1 to 64")
+    poll = t.get("poll_interval", 60.0)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or poll < 0:
+        raise ConfigError(f"{key}.poll_interval", "expected seconds (0 turns polling off)")
+    change_attribute = t.get("change_attribute", "modifyTimestamp")
+    if (
+        not isinstance(change_attribute, str)
+        or not change_attribute.isascii()
+        or not change_attribute
+    ):
+        raise ConfigError(f"{key}.change_attribute", "expected an attribute name")
     netbios = t.get("netbios_domain")
     if netbios is not None and not isinstance(netbios, str):
         raise ConfigError(f"{key}.netbios_domain", "expected a string")
@@ -86,5 +98,7 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
         netbios_domain=netbios,
         timeout=float(timeout),
         pool_size=pool_size,
+        poll_interval=float(poll),
+        change_attribute=change_attribute,
         attributes=AttributeNames(**attrs),
     )

@@ -114,10 +114,44 @@ class FrontEndResource(Resource):
         self._runtime = runtime
         self._reactor = reactor
         self._marks = marks
+        self.in_flight = 0
+        self._idle: list[defer.Deferred[None]] = []
 
     def render(self, request: Request) -> Any:
+        self.in_flight += 1
+        request.notifyFinish().addBoth(self._request_over)
         defer.ensureDeferred(self._serve(request, self._runtime()))
         return NOT_DONE_YET
+
+    def _request_over(self, _: object) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    def drained(self, timeout: float) -> defer.Deferred[None]:
+        """Fires when no request is in flight, or after ``timeout`` seconds."""
+        if self.in_flight == 0:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        log.info("waiting for {n} requests in flight", n=self.in_flight)
+
+        def give_up() -> None:
+            if d in self._idle:
+                self._idle.remove(d)
+                log.warn("stopping with {n} requests still in flight", n=self.in_flight)
+                d.callback(None)
+
+        call = self._reactor.callLater(timeout, give_up)
+
+        def cancel_timer(result: None) -> None:
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addCallback(cancel_timer)
 
     async def _serve(self, request: Request, rt: Runtime) -> None:
         started = self._reactor.seconds()

@@ -14,6 +14,7 @@ from frontend.config import Config, load_config
 from frontend.errors import ConfigError
 from frontend.marks import UnavailableMarks
 from frontend.proxy import FrontEndResource, Runtime
+from frontend.watch import DirectoryWatcher
 
 __all__ = ["FrontEndSite", "FrontEndService"]
 
@@ -42,6 +43,7 @@ class FrontEndService(MultiService):
         self.marks = UnavailableMarks(reactor, config.frontend.unavailable_for)
         self._directory: Any = None
         self._directory_settings: Any = None
+        self._watcher: DirectoryWatcher | None = None
         self._retired: list[Any] = []
         self.runtime = Runtime.build(
             config, reactor, self.marks, directory=self._directory_for(config)
@@ -78,14 +80,20 @@ class FrontEndService(MultiService):
         if settings == self._directory_settings:
             return self._directory
         old = self._directory
+        if self._watcher is not None and self._watcher.running:
+            self._watcher.stopService()
         self._directory_settings = settings
-        self._directory = None
+        self._directory = self._watcher = None
         if settings is not None:
             from frontend.directory import LdapDirectory
 
             self._directory = LdapDirectory(settings, self._reactor)
+            self._watcher = DirectoryWatcher(
+                self._directory, settings.poll_interval, self._directory_changed, self._reactor
+            )
             if self.running:
                 self._directory.start()
+                self._watcher.startService()
         if old is not None:
             self._retired.append(old)
             self._reactor.callLater(config.frontend.response_timeout, self._retire, old)
@@ -96,19 +104,31 @@ class FrontEndService(MultiService):
             self._retired.remove(directory)
             directory.stop()
 
+    def _directory_changed(self) -> None:
+        """The directory's configuration changed: forget what was looked up."""
+        if self.runtime.lookups is not None:
+            self.runtime.lookups.clear()
+
     def startService(self) -> None:
         if self._directory is not None:
             self._directory.start()
+        if self._watcher is not None:
+            self._watcher.startService()
         super().startService()
 
-    def stopService(self) -> Any:
-        """Close the listeners, then stop the directory clients' threads."""
-        stops = [defer.maybeDeferred(super().stopService)]
-        for directory in [self._directory, *self._retired]:
-            if directory is not None:
-                stops.append(directory.stop())
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop accepting, let requests in flight finish (up to stop_timeout),
+        then stop the directory clients' threads."""
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await defer.maybeDeferred(super().stopService)
+        await self.resource.drained(self.config.frontend.stop_timeout)
+        if self._watcher is not None and self._watcher.running:
+            self._watcher.stopService()
+        stops = [d.stop() for d in [self._directory, *self._retired] if d is not None]
         self._retired.clear()
-        return defer.gatherResults(stops)
+        await defer.gatherResults(stops)
 
     def reload(self, path: str) -> bool:
         """Load ``path`` and swap it in; on error keep serving the old one."""

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,14 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["ServeProcess", "established_to", "rss_kib", "wait_port", "ROOT"]
 
 
-def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 15.0, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Wait until ``host:port`` accepts connections (while ``alive()`` holds)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection((host, port), timeout=1):
                 return
         except OSError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not alive():
                 raise
             time.sleep(0.05)
 
@@ -74,7 +77,7 @@ class ServeProcess:
         self = cls(proc, access, errors)
         if wait_for is not None:
             try:
-                wait_port(*wait_for)
+                wait_port(*wait_for, alive=lambda: proc.poll() is None)
             except OSError:
                 self.stop()
                 raise AssertionError(f"feproxy serve did not listen:\n{self.errors()}") from None
