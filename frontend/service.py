@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application import strports
+from OpenSSL import SSL, crypto
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -12,6 +12,7 @@ from twisted.web.server import Site
 
 from frontend.config import Config, load_config
 from frontend.errors import ConfigError
+from frontend.listen import Listener, make_listener
 from frontend.marks import UnavailableMarks
 from frontend.proxy import FrontEndResource, Runtime
 from frontend.watch import DirectoryWatcher
@@ -51,7 +52,7 @@ class FrontEndService(MultiService):
         self.loaded_at = reactor.seconds()
         self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks)
         self.site = FrontEndSite(self.resource, reactor=reactor)
-        self._listeners: dict[str, Any] = {}
+        self._listeners: dict[str, Listener] = {}
         self._set_listeners(config.frontend.listen)
 
     @property
@@ -59,16 +60,24 @@ class FrontEndService(MultiService):
         return self.runtime.config
 
     def _set_listeners(self, wanted: tuple[str, ...]) -> None:
+        """Open listeners new in ``wanted``, close those gone, reload kept TLS ones."""
         for desc in list(self._listeners):
             if desc not in wanted:
-                svc = self._listeners.pop(desc)
-                svc.disownServiceParent()
+                self._listeners.pop(desc).service.disownServiceParent()
         for desc in wanted:
-            if desc not in self._listeners:
-                svc = strports.service(desc, self.site, reactor=self._reactor)
-                svc.setName(f"listen {desc}")
-                svc.setServiceParent(self)
-                self._listeners[desc] = svc
+            kept = self._listeners.get(desc)
+            if kept is None:
+                listener = make_listener(desc, self.site, self._reactor)
+                listener.service.setName(f"listen {desc}")
+                listener.service.setServiceParent(self)
+                self._listeners[desc] = listener
+            elif kept.tls is not None:
+                try:
+                    kept.tls.reload()
+                except (OSError, ValueError, SSL.Error, crypto.Error) as e:
+                    log.error(
+                        "{desc}: certificate not reloaded, keeping the old one: {e}", desc=desc, e=e
+                    )
 
     def _directory_for(self, config: Config) -> Any:
         """The directory client for ``config``: kept while its settings are unchanged.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import http.client
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +285,74 @@ def test_sigterm_stops_serve_with_exit_status_0(farm: Farm, tmp_path: Path) -> N
     )
     serve = ServeProcess.start(config, ("127.0.0.1", port))
     assert serve.stop() == 0
+
+
+def _tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if maximum is not None:
+        with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+        ctx.maximum_version = maximum
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def _peer_name(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with _tls_context().wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def test_tls_below_1_2_is_refused(fe: FrontEndProcess) -> None:
+    """A client limited to TLS 1.1 cannot complete a handshake; TLS 1.2 can."""
+    with socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old = _tls_context(ssl.TLSVersion.TLSv1_1)
+        with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):  # the server's alert
+            old.wrap_socket(raw)
+    with socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw:
+        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as s:
+            assert s.version() == "TLSv1.2"
+
+
+def test_certificate_is_reloaded_on_sighup_without_closing_the_listener(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """New certificate files are served to new connections after SIGHUP; a broken
+    pair is refused with a log line and the old certificate stays."""
+    key, cert = self_signed(tmp_path, "old.example.com")
+    port = free_port()
+    config = write_config(
+        tmp_path / "fe.toml",
+        {
+            "frontend": {
+                "listen": [f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
+                "authenticate": False,
+                "backend_port": farm.port,
+            },
+            "hosts": farm_hosts(farm),
+            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
+        },
+    )
+    with ServeProcess.start(config, ("127.0.0.1", port)) as serve:
+        assert _peer_name(port) == "CN=old.example.com"
+        cert.write_text("not a certificate")
+        serve.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "not reloaded" not in serve.errors():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _peer_name(port) == "CN=old.example.com"
+        self_signed(tmp_path, "new.example.com")
+        serve.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while _peer_name(port) != "CN=new.example.com":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -1,0 +1,114 @@
+"""Listeners from endpoint strings; TLS ones with certificates reloadable on SIGHUP.
+
+Any Twisted server endpoint string works (``tcp:80``, ``unix:/run/fe.sock``).
+``ssl:PORT:privateKey=KEY:certKey=CERT[:extraCertChain=CHAIN][:interface=ADDR]``
+is built here rather than by Twisted's parser so that its certificate and key
+can be read again on reload without closing the listening socket: new
+connections get the new certificate, established ones keep theirs.  TLS 1.2
+is the minimum and the cipher list is Twisted's (no RC4, 3DES or export
+suites; forward secrecy first).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet import ssl
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IOpenSSLContextFactory, IProtocolFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+__all__ = ["Listener", "ReloadableTLS", "make_listener", "parse_endpoint"]
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def parse_endpoint(desc: str) -> tuple[str, list[str], dict[str, str]]:
+    """Split ``kind:a:b:k=v`` as Twisted does (``\\:`` escapes a colon)."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(desc)
+    for c in chars:
+        if c == "\\":
+            current.append(next(chars, ""))
+        elif c == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    parts.append("".join(current))
+    kind, rest = parts[0].lower(), parts[1:]
+    args = [p for p in rest if "=" not in p]
+    kwargs = dict(p.split("=", 1) for p in rest if "=" in p)
+    return kind, args, kwargs
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableTLS:
+    """The server TLS context, from PEM files that :meth:`reload` reads again."""
+
+    def __init__(self, private_key: str, certificate: str, chain: str | None = None) -> None:
+        self.paths = (private_key, certificate, chain)
+        self._options = self._load()
+
+    def _load(self) -> ssl.CertificateOptions:
+        key_path, cert_path, chain_path = self.paths
+        pem = Path(cert_path).read_bytes() + b"\n" + Path(key_path).read_bytes()
+        pair = ssl.PrivateCertificate.loadPEM(pem)
+        chain = None
+        if chain_path is not None:
+            found = _PEM_CERT.findall(Path(chain_path).read_bytes())
+            if not found:
+                raise ValueError(f"{chain_path} holds no PEM certificate")
+            chain = [ssl.Certificate.loadPEM(c).original for c in found]
+        options = ssl.CertificateOptions(
+            privateKey=pair.privateKey.original,
+            certificate=pair.original,
+            extraCertChain=chain,
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        )
+        options.getContext()  # fails now, not at the first client, on a bad pair
+        return options
+
+    def reload(self) -> None:
+        """Read the files again; on any error the old certificate stays."""
+        self._options = self._load()
+
+    def getContext(self) -> SSL.Context:
+        return self._options.getContext()
+
+
+@dataclass
+class Listener:
+    desc: str
+    service: IService
+    tls: ReloadableTLS | None = None
+
+
+def make_listener(desc: str, factory: IProtocolFactory, reactor: Any) -> Listener:
+    """A listening service for ``desc`` serving ``factory``."""
+    kind, args, kw = parse_endpoint(desc)
+    if kind != "ssl":
+        return Listener(desc, strports.service(desc, factory, reactor=reactor))
+    interface = kw.get("interface", "")
+    endpoint_type = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
+    endpoint = endpoint_type(
+        reactor,
+        int(args[0] if args else kw["port"]),
+        backlog=int(kw.get("backlog", 50)),
+        interface=interface or ("::" if endpoint_type is TCP6ServerEndpoint else ""),
+    )
+    tls = ReloadableTLS(
+        kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
+    )
+    service = StreamServerEndpointService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
+    service._raiseSynchronously = True  # as strports.service does: fail start-up loudly
+    return Listener(desc, service, tls)
