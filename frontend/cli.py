@@ -78,7 +78,7 @@ def _serve(args: Any) -> int:
         return 1
     access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
     start_logging(access=access, level=args.log_level, json=args.log_json)
-    service = FrontEndService(config, reactor)
+    service = FrontEndService(config, reactor, config_path=args.config)
     exit_code: list[int] = []
 
     def on_hup(signum: int, frame: Any) -> None:

@@ -40,6 +40,7 @@ class FrontendSettings:
 
     name: str
     listen: tuple[str, ...]
+    admin: tuple[str, ...] = ()
     backend_port: int = 80
     connect_timeout: float = 5.0
     response_timeout: float = 120.0
@@ -135,6 +136,11 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         raise ConfigError(f"{k}.listen", "expected at least one endpoint string")
     for i, desc in enumerate(listen):
         _check_endpoint(desc, f"{k}.listen[{i}]")
+    admin = _get(t, "admin", list, k, [])
+    for i, desc in enumerate(admin):
+        _check_endpoint(desc, f"{k}.admin[{i}]")
+    if set(admin) & set(listen):
+        raise ConfigError(f"{k}.admin", "must not repeat an endpoint of frontend.listen")
     d = FrontendSettings.__dataclass_fields__
     policy = _get(t, "hash_policy", str, k, d["hash_policy"].default)
     if policy not in ("rendezvous", "exchange"):
@@ -142,6 +148,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
     return FrontendSettings(
         name=_get(t, "name", str, k, socket.getfqdn()),
         listen=tuple(listen),
+        admin=tuple(admin),
         backend_port=_port(t, "backend_port", k, 80),
         connect_timeout=_positive(t, "connect_timeout", k, 5.0),
         response_timeout=_positive(t, "response_timeout", k, 120.0),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -207,9 +207,12 @@ class LdapDirectory(Service):
         settings: DirectorySettings,
         reactor: Any,
         threadpool: ThreadPool | None = None,
+        observe: Callable[[str, float, bool], None] | None = None,
     ) -> None:
+        """``observe(operation, seconds, ok)`` is told of every query (metrics)."""
         self.settings = settings
         self._ldap = LdapPool(settings, reactor, threadpool)
+        self._ldap.observe = observe
         names = settings.attributes
         self._user_attributes = [
             names.sam_account_name,

@@ -65,6 +65,8 @@ class LdapPool:
     ) -> None:
         self.settings = settings
         self._reactor = reactor
+        # Told (operation, seconds, ok) of every query, on the reactor thread.
+        self.observe: Callable[[str, float, bool], None] | None = None
         self._own_pool = threadpool is None
         self._pool = threadpool or self._new_pool()
         self._lock = threading.Lock()
@@ -118,15 +120,19 @@ class LdapPool:
         """Run ``work(*args)`` in the pool; log DirectoryUnavailable failures."""
         if self._stopped:
             return fail(DirectoryUnavailable(detail="directory client is stopped"))
+        started = self._reactor.seconds()
         d = deferToThreadPool(self._reactor, self._pool, work, *args)
 
-        def log_unavailable(failure: Failure) -> Failure:
-            if failure.check(DirectoryUnavailable):
-                detail = getattr(failure.value, "detail", "")
+        def observe(result: Any) -> Any:
+            ok = not isinstance(result, Failure)
+            if self.observe is not None:
+                self.observe(what, self._reactor.seconds() - started, ok)
+            if not ok and result.check(DirectoryUnavailable):
+                detail = getattr(result.value, "detail", "")
                 log.error("directory {what} failed: {detail}", what=what, detail=detail)
-            return failure
+            return result
 
-        return d.addErrback(log_unavailable)
+        return d.addBoth(observe)
 
     def warn(self, fmt: str, **kw: object) -> None:
         """Log a warning from a worker thread (through the reactor thread)."""

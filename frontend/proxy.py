@@ -37,6 +37,7 @@ from frontend.forward import BackendAgent, RequestBody, ResponseRelay, make_pool
 from frontend.headers import backend_request_headers, client_response_headers
 from frontend.lookups import Lookups
 from frontend.marks import UnavailableMarks
+from frontend.metrics import Metrics
 from frontend.router import ClientRequest, Router
 from frontend.routing import Route, parse_replica_servers, parse_target
 
@@ -108,12 +109,19 @@ class FrontEndResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, runtime: Callable[[], Runtime], reactor: Any, marks: UnavailableMarks
+        self,
+        runtime: Callable[[], Runtime],
+        reactor: Any,
+        marks: UnavailableMarks,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self._runtime = runtime
         self._reactor = reactor
         self._marks = marks
+        self._metrics = metrics or Metrics(marks=marks.snapshot)
+        # Every back end answered or tried: name -> (last status or None, when).
+        self.seen: dict[str, tuple[int | None, float]] = {}
         self.in_flight = 0
         self._idle: list[defer.Deferred[None]] = []
 
@@ -155,7 +163,7 @@ class FrontEndResource(Resource):
 
     async def _serve(self, request: Request, rt: Runtime) -> None:
         started = self._reactor.seconds()
-        info: dict[str, Any] = {"backend": None, "user": None, "bytes": 0}
+        info: dict[str, Any] = {"backend": None, "user": None, "bytes": 0, "vdir": "-"}
         relay: list[ResponseRelay] = []
         pending: list[defer.Deferred[Any]] = []
         gone: list[bool] = []
@@ -174,7 +182,7 @@ class FrontEndResource(Resource):
         request.responseHeaders.removeHeader(b"server")
         try:
             creq = self._client_request(request)
-            route = await rt.router.route(creq, lambda login: info.update(user=login))
+            route = await rt.router.route(creq, info.__setitem__)
             response, info["backend"] = await self._send(rt, request, creq, route, pending)
         except Exception as e:  # every failure is answered, see _answer_error
             if not gone:
@@ -230,8 +238,10 @@ class FrontEndResource(Resource):
                 response = await d
             except CONNECT_FAILURES as e:
                 log.warn("back end {server} unreachable: {e}", server=server, e=e)
+                self.seen[server] = (None, self._reactor.seconds())
                 if route.mark:
                     self._marks.mark(server)
+                    self._metrics.server_marked(server)
                     candidates = [s for s in candidates if s not in self._marks]
                 if route.failover and candidates:
                     continue
@@ -251,6 +261,7 @@ class FrontEndResource(Resource):
             if not listed:
                 return response, server
             referrals += 1
+            self._metrics.referral_followed(route.vdir.path)
             if referrals > 2:
                 raise ReferralLoop(detail=f"third referral in a row, from {server}")
             log.info(
@@ -337,17 +348,23 @@ class FrontEndResource(Resource):
         request.finish()
 
     def _log_access(self, request: Request, info: dict[str, Any], started: float) -> None:
+        now = self._reactor.seconds()
+        backend = info["backend"]
+        if backend is not None:
+            self.seen[backend] = (request.code, now)
+        self._metrics.request_finished(info["vdir"], request.code, backend, now - started)
         access_log.info(
             "access",
             client=_client_host(request),
             user=info["user"],
             method=request.method.decode("ascii", "replace"),
             path=request.uri.decode("ascii", "backslashreplace").replace('"', "%22"),
-            backend=info["backend"],
+            backend=backend,
+            vdir=info["vdir"],
             status=request.code,
             bytes=info["bytes"],
             complete=info.get("complete", True),
-            duration=self._reactor.seconds() - started,
+            duration=now - started,
         )
 
 

@@ -65,19 +65,25 @@ class Router:
         self._policy = policy_named(config.frontend.hash_policy)
 
     async def route(
-        self, request: ClientRequest, seen_user: Callable[[str], None] = lambda _: None
+        self, request: ClientRequest, note: Callable[[str, str], None] = lambda k, v: None
     ) -> Route:
-        """The route for ``request``; ``seen_user`` is told the authenticated login."""
+        """The route for ``request``.
+
+        ``note`` is told what is learnt on the way, for the access log and
+        metrics even when routing then fails: ``("vdir", path)`` and
+        ``("user", login)``.
+        """
         found = match_vdir(self._config.vdirs, request.target)
         if found is None:
             raise NotFound()
         vdir, rest = found
+        note("vdir", vdir.path)
         if vdir.kind == "static":
             return static_route(vdir, request.target, self._unavailable)
         user = None
         if self._auth is not None:
             user = await self._auth.authenticate(request.authorization)
-            seen_user(user.login)
+            note("user", user.login)
             if not user.http_enabled:
                 raise Forbidden("HTTP access is disabled for this user.")
         if vdir.kind == "mailbox":

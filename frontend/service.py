@@ -10,20 +10,23 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from frontend.admin import admin_resource
 from frontend.config import Config, load_config
 from frontend.errors import ConfigError
 from frontend.listen import Listener, make_listener
 from frontend.marks import UnavailableMarks
+from frontend.metrics import Metrics
 from frontend.proxy import FrontEndResource, Runtime
+from frontend.status import build_status
 from frontend.watch import DirectoryWatcher
 
-__all__ = ["FrontEndSite", "FrontEndService"]
+__all__ = ["QuietSite", "FrontEndService"]
 
 log = Logger()
 
 
-class FrontEndSite(Site):
-    """A Site whose access log is ours (``feproxy.access``), not Twisted's."""
+class QuietSite(Site):
+    """A Site without Twisted's access log (ours is ``feproxy.access``)."""
 
     noisy = False
 
@@ -38,10 +41,16 @@ class FrontEndService(MultiService):
     runtime they started with; unavailable marks are kept.
     """
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, config_path: str | None = None) -> None:
         super().__init__()
         self._reactor = reactor
+        self.clock = reactor
+        self.config_path = config_path or config.source
+        self.started_at = reactor.seconds()
         self.marks = UnavailableMarks(reactor, config.frontend.unavailable_for)
+        self.metrics = Metrics(
+            marks=self.marks.snapshot, caches=self._caches, clock=reactor.seconds
+        )
         self._directory: Any = None
         self._directory_settings: Any = None
         self._watcher: DirectoryWatcher | None = None
@@ -50,27 +59,40 @@ class FrontEndService(MultiService):
             config, reactor, self.marks, directory=self._directory_for(config)
         )
         self.loaded_at = reactor.seconds()
-        self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks)
-        self.site = FrontEndSite(self.resource, reactor=reactor)
+        self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks, self.metrics)
+        self.site = QuietSite(self.resource, reactor=reactor)
+        admin = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
+        self.admin_site = QuietSite(admin, reactor=reactor)
         self._listeners: dict[str, Listener] = {}
-        self._set_listeners(config.frontend.listen)
+        self._admin_listeners: dict[str, Listener] = {}
+        self._set_all_listeners(config)
+
+    def _caches(self) -> tuple[Any, ...]:
+        lookups = self.runtime.lookups
+        return lookups.caches if lookups is not None else ()
+
+    def _set_all_listeners(self, config: Config) -> None:
+        self._set_listeners(self._listeners, config.frontend.listen, self.site)
+        self._set_listeners(self._admin_listeners, config.frontend.admin, self.admin_site)
 
     @property
     def config(self) -> Config:
         return self.runtime.config
 
-    def _set_listeners(self, wanted: tuple[str, ...]) -> None:
+    def _set_listeners(
+        self, current: dict[str, Listener], wanted: tuple[str, ...], site: Site
+    ) -> None:
         """Open listeners new in ``wanted``, close those gone, reload kept TLS ones."""
-        for desc in list(self._listeners):
+        for desc in list(current):
             if desc not in wanted:
-                self._listeners.pop(desc).service.disownServiceParent()
+                current.pop(desc).service.disownServiceParent()
         for desc in wanted:
-            kept = self._listeners.get(desc)
+            kept = current.get(desc)
             if kept is None:
-                listener = make_listener(desc, self.site, self._reactor)
+                listener = make_listener(desc, site, self._reactor)
                 listener.service.setName(f"listen {desc}")
                 listener.service.setServiceParent(self)
-                self._listeners[desc] = listener
+                current[desc] = listener
             elif kept.tls is not None:
                 try:
                     kept.tls.reload()
@@ -96,7 +118,9 @@ class FrontEndService(MultiService):
         if settings is not None:
             from frontend.directory import LdapDirectory
 
-            self._directory = LdapDirectory(settings, self._reactor)
+            self._directory = LdapDirectory(
+                settings, self._reactor, observe=self.metrics.ldap_query
+            )
             self._watcher = DirectoryWatcher(
                 self._directory, settings.poll_interval, self._directory_changed, self._reactor
             )
@@ -151,6 +175,7 @@ class FrontEndService(MultiService):
             config, self._reactor, self.marks, directory=self._directory_for(config)
         )
         self.loaded_at = self._reactor.seconds()
-        self._set_listeners(config.frontend.listen)
+        self.config_path = path
+        self._set_all_listeners(config)
         log.info("configuration reloaded from {path}", path=path)
         return True

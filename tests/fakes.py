@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from frontend.config import Config, parse_config
 from frontend.marks import UnavailableMarks
+from frontend.metrics import Metrics
 from frontend.proxy import FrontEndResource, Runtime
 
 
@@ -147,6 +148,7 @@ class FrontEnd:
     marks: UnavailableMarks
     clock: Clock
     runtime: Runtime
+    runtime_metrics: Metrics
 
     def request(self, method: str, url: str, **kw: Any) -> Any:
         """(response, body) of one request, or the Failure it ended with."""
@@ -176,9 +178,17 @@ def front_end(
     clock = Clock()
     marks = UnavailableMarks(clock, config.frontend.unavailable_for)
     runtime = Runtime.build(config, clock, marks, agent=backends, directory=directory)
-    resource = FrontEndResource(lambda: runtime, clock, marks)
+    metrics = Metrics(marks=marks.snapshot, clock=clock.seconds)
+    resource = FrontEndResource(lambda: runtime, clock, marks, metrics)
     treq = StubTreq(resource)
-    return FrontEnd(treq=treq, backends=backends, marks=marks, clock=clock, runtime=runtime)
+    return FrontEnd(
+        treq=treq,
+        backends=backends,
+        marks=marks,
+        clock=clock,
+        runtime=runtime,
+        runtime_metrics=metrics,
+    )
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import signal
 import http.client
+import signal
 import socket
 import ssl
 import time
