@@ -47,6 +47,10 @@ class FrontendSettings:
     max_idle_per_backend: int = 16
     idle_timeout: float = 60.0
     max_body_size: int = 1 << 30
+    client_idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    body_timeout: float = 300.0
+    max_connections: int = 10_000
     authenticate: bool = True
     realm: str = "feproxy"
     hash_policy: str = "rendezvous"
@@ -155,6 +159,10 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         max_idle_per_backend=int(_positive(t, "max_idle_per_backend", k, 16)),
         idle_timeout=_positive(t, "idle_timeout", k, 60.0),
         max_body_size=int(_positive(t, "max_body_size", k, 1 << 30)),
+        client_idle_timeout=_positive(t, "client_idle_timeout", k, 60.0),
+        header_timeout=_positive(t, "header_timeout", k, 10.0),
+        body_timeout=_positive(t, "body_timeout", k, 300.0),
+        max_connections=int(_positive(t, "max_connections", k, 10_000)),
         authenticate=_get(t, "authenticate", bool, k, True),
         realm=_get(t, "realm", str, k, "feproxy"),
         hash_policy=policy,

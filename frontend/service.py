@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from frontend.admin import admin_resource
+from frontend.channel import ClientLimits, apply_limits
 from frontend.config import Config, load_config
 from frontend.errors import ConfigError
 from frontend.listen import Listener, make_listener
@@ -61,11 +62,21 @@ class FrontEndService(MultiService):
         self.loaded_at = reactor.seconds()
         self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks, self.metrics)
         self.site = QuietSite(self.resource, reactor=reactor)
+        self.limits = ClientLimits()
+        self._set_limits(config)
         admin = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
         self.admin_site = QuietSite(admin, reactor=reactor)
         self._listeners: dict[str, Listener] = {}
         self._admin_listeners: dict[str, Listener] = {}
         self._set_all_listeners(config)
+
+    def _set_limits(self, config: Config) -> None:
+        fe = config.frontend
+        self.limits.header_timeout = fe.header_timeout
+        self.limits.body_timeout = fe.body_timeout
+        self.limits.max_connections = fe.max_connections
+        self.limits.max_body_size = fe.max_body_size
+        apply_limits(self.site, self.limits, fe.client_idle_timeout)
 
     def _caches(self) -> tuple[Any, ...]:
         lookups = self.runtime.lookups
@@ -176,6 +187,7 @@ class FrontEndService(MultiService):
         )
         self.loaded_at = self._reactor.seconds()
         self.config_path = path
+        self._set_limits(config)
         self._set_all_listeners(config)
         log.info("configuration reloaded from {path}", path=path)
         return True
