@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 __all__ = ["MODES", "NO_FAULT", "Fault", "FaultError", "parse_fault"]
 
-Mode = Literal["none", "refuse", "delay", "cut", "hang"]
-MODES: tuple[Mode, ...] = ("none", "refuse", "delay", "cut", "hang")
+Mode = Literal["none", "refuse", "delay", "cut", "hang", "drop", "garbage"]
+MODES: tuple[Mode, ...] = ("none", "refuse", "delay", "cut", "hang", "drop", "garbage")
 
 # The parameters each mode takes (all required).
 _PARAMS: dict[str, frozenset[str]] = {
@@ -18,6 +18,8 @@ _PARAMS: dict[str, frozenset[str]] = {
     "delay": frozenset({"seconds"}),
     "cut": frozenset({"after_bytes"}),
     "hang": frozenset(),
+    "drop": frozenset(),
+    "garbage": frozenset(),
 }
 
 
@@ -31,7 +33,9 @@ class Fault:
 
     ``refuse``: not listening; ``delay``: wait *seconds* before the response
     headers; ``cut``: headers plus *after_bytes* body bytes, then close;
-    ``hang``: headers only, never finish; ``none``: normal service.
+    ``hang``: headers only, never finish; ``drop``: read the request, then
+    close the connection without a byte of answer; ``garbage``: answer with
+    bytes that are not HTTP, then close; ``none``: normal service.
     """
 
     mode: Mode = "none"

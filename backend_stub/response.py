@@ -94,6 +94,12 @@ class ResponseSender:
         if self._gone:
             return
         request, response = self._request, self._response
+        if self._fault.mode in ("drop", "garbage"):
+            transport = request.channel.transport
+            if self._fault.mode == "garbage":
+                transport.write(b"HTTP/1.1 2OO NOT OK\r\n\x00\x01garbage\r\n\r\n")
+            transport.loseConnection()
+            return
         request.setResponseCode(response.status, response.reason)
         for name, value in response.headers:
             request.responseHeaders.addRawHeader(name, value)

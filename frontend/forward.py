@@ -188,15 +188,26 @@ class ResponseRelay(Protocol):
     """Streams a back-end response body to the client's request.
 
     Registered as the request's producer: when the client's transport is
-    full, the back-end connection stops being read.  ``done`` fires with the
-    number of body bytes relayed and whether the body was complete.
+    full, the back-end connection stops being read.  ``on_done`` is told the
+    number of body bytes relayed and whether the body was complete.  A back
+    end that sends nothing for ``idle_timeout`` seconds while the client is
+    ready for more is cut off (the client sees a truncated body).
     """
 
     transport: Any = None  # the response's TransportProxyProducer
 
-    def __init__(self, request: Any, on_done: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self,
+        request: Any,
+        on_done: Callable[[int, bool], None],
+        clock: Any = None,
+        idle_timeout: float | None = None,
+    ) -> None:
         self._request = request
         self._on_done = on_done
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._idle: Any = None
         self.sent = 0
         self._finished = False
 
@@ -204,16 +215,35 @@ class ResponseRelay(Protocol):
         self._expected = response.length
         response.deliverBody(self)
 
+    def _watch(self) -> None:
+        self._unwatch()
+        if self._clock is not None and self._idle_timeout is not None and not self._finished:
+            self._idle = self._clock.callLater(self._idle_timeout, self._stalled)
+
+    def _unwatch(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+
+    def _stalled(self) -> None:
+        self._idle = None
+        log.warn("back end sent nothing for {t}s mid-body: cutting it off", t=self._idle_timeout)
+        if self.transport is not None:
+            self.transport.stopProducing()
+
     def connectionMade(self) -> None:
         self._request.registerProducer(self, True)
+        self._watch()
 
     def dataReceived(self, data: bytes) -> None:
         if self._finished:
             return
         self.sent += len(data)
+        self._watch()
         self._request.write(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._unwatch()
         if self._finished:
             return
         self._finished = True
@@ -240,6 +270,7 @@ class ResponseRelay(Protocol):
 
     def client_gone(self) -> None:
         """The client went away: close the back-end connection."""
+        self._unwatch()
         if not self._finished:
             self._finished = True
             if self.transport is not None:
@@ -248,10 +279,12 @@ class ResponseRelay(Protocol):
 
     # IPushProducer, driven by the client's transport
     def pauseProducing(self) -> None:
+        self._unwatch()  # a slow client is not the back end's fault
         if self.transport is not None:
             self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self._watch()
         if self.transport is not None:
             self.transport.resumeProducing()
 

@@ -193,7 +193,7 @@ class FrontEndResource(Resource):
         if gone:
             response.deliverBody(_Discard())
             return
-        self._start_response(request, response, relay, info)
+        self._start_response(rt, request, response, relay, info)
 
     def _client_request(self, request: Request) -> ClientRequest:
         if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(b"host"):
@@ -294,6 +294,7 @@ class FrontEndResource(Resource):
 
     def _start_response(
         self,
+        rt: Runtime,
         request: Request,
         response: IResponse,
         relay: list[ResponseRelay],
@@ -314,7 +315,9 @@ class FrontEndResource(Resource):
             info["bytes"] = sent
             info["complete"] = complete
 
-        r = ResponseRelay(request, done)
+        request.write(b"")  # the status and headers go out now, before any body
+        idle = rt.config.frontend.response_timeout
+        r = ResponseRelay(request, done, self._reactor, idle)
         relay.append(r)
         r.start(response)
 

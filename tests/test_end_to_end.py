@@ -39,7 +39,7 @@ def fe_config(path: Path, port: int, farm: Farm, slapd: Any, **frontend: Any) ->
             "listen": [f"tcp:{port}:interface=127.0.0.1"],
             "backend_port": farm.port,
             "connect_timeout": 1.0,
-            "response_timeout": 5.0,
+            "response_timeout": 2.0,
             "realm": "example.com",
             **frontend,
         },
@@ -214,3 +214,39 @@ def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
         directory.start()
         assert get(port, "/exchange/", "bob", "bob-pw")[0] == 200
         assert "directory" in serve.errors()
+
+
+@pytest.mark.parametrize("fault", ["drop", "garbage", "hang", "cut", "delay"])
+def test_post_reaches_at_most_one_back_end_whatever_fails(
+    stack: Any, clean_farm: Farm, fault: str
+) -> None:
+    """Whatever the user's replica does after receiving a POST, no other replica
+    ever gets it; the client gets an error it can see."""
+    status, headers, _ = get(stack.port, "/apps/Projects/", "bob", "bob-pw")
+    server = headers["x-backend-server"]
+    params: dict[str, Any] = {"cut": {"after_bytes": 3}, "delay": {"seconds": 8}}.get(fault, {})
+    clean_farm.set_fault(server, fault, **params)
+    clean_farm.clear()
+    try:
+        status, _, body = get(
+            stack.port, "/apps/Projects/new.eml", "bob", "bob-pw", method="POST", body=b"x" * 100
+        )
+    except http.client.IncompleteRead:
+        status = -1  # a visibly truncated answer
+    posts = [r for r in clean_farm.requests() if r["method"] == "POST"]
+    assert [r["server"] for r in posts] == [server]
+    assert status in (-1, 502, 504)
+
+
+def test_refused_post_goes_to_the_next_replica_once(stack: Any, clean_farm: Farm) -> None:
+    """A refused connection carried nothing, so the POST goes to the next replica, once."""
+    _, headers, _ = get(stack.port, "/apps/Projects/", "jose", "jose-pw")
+    server = headers["x-backend-server"]
+    clean_farm.set_fault(server, "refuse")
+    clean_farm.clear()
+    status, headers, _ = get(
+        stack.port, "/apps/Projects/new.eml", "jose", "jose-pw", method="POST", body=b"x" * 100
+    )
+    assert status == 200 and headers["x-backend-server"] != server
+    posts = [r for r in clean_farm.requests() if r["method"] == "POST"]
+    assert len(posts) == 1

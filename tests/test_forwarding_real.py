@@ -356,3 +356,46 @@ def test_certificate_is_reloaded_on_sighup_without_closing_the_listener(
         while _peer_name(port) != "CN=new.example.com":
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_back_end_hanging_after_headers_gives_a_visibly_truncated_body(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
+    """Headers then silence: after response_timeout the client's connection is
+    closed short of the announced length, and the front end keeps serving."""
+    clean_farm.set_fault("ex1.example.com", "hang")
+    c = fe.conn()
+    started = time.monotonic()
+    c.request("GET", "/exchweb/bytes/5000")
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("content-length") == "5000"
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    c.close()
+    assert time.monotonic() - started < 5
+    clean_farm.set_fault("ex1.example.com", "none")
+    assert fe.get("/exchweb/echo")[0] == 200
+
+
+def test_garbage_from_the_back_end_is_a_clean_502(fe: FrontEndProcess, clean_farm: Farm) -> None:
+    """A back end answering with bytes that are not HTTP gives a one-line 502."""
+    clean_farm.set_fault("ex1.example.com", "garbage")
+    status, _, body = fe.get("/exchweb/echo")
+    assert status == 502
+    assert body == b"502 The back-end server closed the connection without a complete answer.\n"
+    clean_farm.set_fault("ex1.example.com", "none")
+    assert fe.get("/exchweb/echo")[0] == 200
+
+
+def test_back_end_closing_its_keep_alive_connections_breaks_no_request(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
+    """A back end that drops its idle keep-alive connections (a restart) costs no
+    client request, for GET and POST alike."""
+    for _ in range(3):
+        assert fe.get("/exchweb/echo")[0] == 200
+    clean_farm.set_fault("ex1.example.com", "refuse")  # drops every open connection
+    clean_farm.set_fault("ex1.example.com", "none")
+    time.sleep(0.1)
+    assert fe.get("/exchweb/echo")[0] == 200
+    assert fe.get("/exchweb/echo", "POST", b"payload")[0] == 200
