@@ -175,7 +175,7 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
 ) -> None:
     """SIGTERM stops accepting at once, the slow request in flight still gets its
     answer, and the process exits 0."""
-    serve, port = start(farm, slapd, tmp_path, stop_timeout=10.0)
+    serve, port = start(farm, slapd, tmp_path, stop_timeout=10.0, response_timeout=10.0)
     clean_farm.set_fault("ex1.example.com", "delay", seconds=2.5)
     answer: list[int] = []
 
@@ -230,4 +230,5 @@ def test_sigterm_gives_up_on_requests_after_stop_timeout(
         assert serve.proc.wait(10) == 0
         assert time.monotonic() - started < 5
         t.join(5)
-        assert len(outcome) == 1 and isinstance(outcome[0], http.client.RemoteDisconnected)
+        # the headers had been relayed: the body is visibly cut short
+        assert len(outcome) == 1 and isinstance(outcome[0], http.client.IncompleteRead)
