@@ -12,6 +12,7 @@ never be routed by one mailbox name and served as another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,7 @@ class Route:
 
 
 _BAD_BYTES = frozenset(range(0x21)) | {0x7F, ord("\\")}
+_DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 
 
 def parse_target(raw: bytes) -> Target:
@@ -102,6 +104,10 @@ def parse_target(raw: bytes) -> Target:
             raise BadRequest("The request path is not valid UTF-8.") from None
         if text.split(";", 1)[0] in (".", ".."):
             raise BadRequest("The request path holds dot-segments.")
+        if _DOUBLE_ENCODED.search(text):
+            # A back end (or a filter in front of it) that decodes twice
+            # would read a dot, a slash or a backslash here.
+            raise BadRequest("The request path holds double-encoded separators.")
         segments.append(text)
     return Target(raw=raw, path=path, query=query if sep else None, segments=tuple(segments))
 

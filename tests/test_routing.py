@@ -42,6 +42,8 @@ def test_target_segments_are_percent_decoded() -> None:
         b"http://host/exchange/",
         b"*",
         b"/exchange/..;x/bob",
+        b"/exchange/%252e%252e/bob",
+        b"/exchange/a%252Fb",
         b"/exchange/\xc3\xa9",
     ],
 )
