@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     serve.add_argument("--log-json", action="store_true", help="log JSON lines")
     serve.add_argument("--access-log", default="-", help="access log file ('-': stdout)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the listening sockets"
+    )
+    # Internal: how a --workers master hands its sockets to a worker.
+    serve.add_argument("--inherit", action="append", default=[], help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
@@ -76,9 +82,23 @@ def _serve(args: Any) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 1
+    if args.workers > 1:
+        from frontend.workers import run_master
+
+        return run_master(args, config)
+    inherited = {}
+    for item in args.inherit:
+        fd, _, desc = item.partition("=")
+        inherited[desc] = int(fd)
     access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
     start_logging(access=access, level=args.log_level, json=args.log_json)
-    service = FrontEndService(config, reactor, config_path=args.config)
+    service = FrontEndService(
+        config,
+        reactor,
+        config_path=args.config,
+        inherited=inherited,
+        admin=args.worker_index == 0,
+    )
     exit_code: list[int] = []
 
     def on_hup(signum: int, frame: Any) -> None:

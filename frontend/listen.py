@@ -12,6 +12,7 @@ suites; forward secrecy first).
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet import ssl
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
 from twisted.internet.interfaces import IOpenSSLContextFactory, IProtocolFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -93,19 +98,36 @@ class Listener:
     tls: ReloadableTLS | None = None
 
 
-def make_listener(desc: str, factory: IProtocolFactory, reactor: Any) -> Listener:
-    """A listening service for ``desc`` serving ``factory``."""
+def make_listener(
+    desc: str, factory: IProtocolFactory, reactor: Any, fd: int | None = None
+) -> Listener:
+    """A listening service for ``desc`` serving ``factory``.
+
+    With ``fd``, the listening socket is that inherited one (``--workers``)
+    instead of a new one.
+    """
     kind, args, kw = parse_endpoint(desc)
-    if kind != "ssl":
+    endpoint: Any
+    if fd is not None:
+        probe = socket.socket(fileno=fd)
+        family = probe.family
+        probe.detach()
+        endpoint = AdoptedStreamServerEndpoint(reactor, fd, family)
+        if kind != "ssl":
+            service = StreamServerEndpointService(endpoint, factory)
+            service._raiseSynchronously = True
+            return Listener(desc, service)
+    elif kind != "ssl":
         return Listener(desc, strports.service(desc, factory, reactor=reactor))
-    interface = kw.get("interface", "")
-    endpoint_type = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
-    endpoint = endpoint_type(
-        reactor,
-        int(args[0] if args else kw["port"]),
-        backlog=int(kw.get("backlog", 50)),
-        interface=interface or ("::" if endpoint_type is TCP6ServerEndpoint else ""),
-    )
+    else:
+        interface = kw.get("interface", "")
+        endpoint_type = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
+        endpoint = endpoint_type(
+            reactor,
+            int(args[0] if args else kw["port"]),
+            backlog=int(kw.get("backlog", 50)),
+            interface=interface or ("::" if endpoint_type is TCP6ServerEndpoint else ""),
+        )
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )

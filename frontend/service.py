@@ -42,8 +42,19 @@ class FrontEndService(MultiService):
     runtime they started with; unavailable marks are kept.
     """
 
-    def __init__(self, config: Config, reactor: Any, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        config_path: str | None = None,
+        inherited: dict[str, int] | None = None,
+        admin: bool = True,
+    ) -> None:
+        """``inherited`` maps listener descriptions to the listening sockets a
+        ``--workers`` master opened; ``admin`` False skips the admin listeners."""
         super().__init__()
+        self._inherited = inherited or {}
+        self._serve_admin = admin
         self._reactor = reactor
         self.clock = reactor
         self.config_path = config_path or config.source
@@ -64,8 +75,8 @@ class FrontEndService(MultiService):
         self.site = QuietSite(self.resource, reactor=reactor)
         self.limits = ClientLimits()
         self._set_limits(config)
-        admin = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
-        self.admin_site = QuietSite(admin, reactor=reactor)
+        pages = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
+        self.admin_site = QuietSite(pages, reactor=reactor)
         self._listeners: dict[str, Listener] = {}
         self._admin_listeners: dict[str, Listener] = {}
         self._set_all_listeners(config)
@@ -83,8 +94,14 @@ class FrontEndService(MultiService):
         return lookups.caches if lookups is not None else ()
 
     def _set_all_listeners(self, config: Config) -> None:
-        self._set_listeners(self._listeners, config.frontend.listen, self.site)
-        self._set_listeners(self._admin_listeners, config.frontend.admin, self.admin_site)
+        listen = config.frontend.listen
+        if self._inherited:
+            if set(listen) != set(self._inherited):
+                log.warn("with --workers the listening sockets stay those of the start")
+            listen = tuple(self._inherited)
+        self._set_listeners(self._listeners, listen, self.site)
+        admin = config.frontend.admin if self._serve_admin else ()
+        self._set_listeners(self._admin_listeners, admin, self.admin_site)
 
     @property
     def config(self) -> Config:
@@ -100,7 +117,8 @@ class FrontEndService(MultiService):
         for desc in wanted:
             kept = current.get(desc)
             if kept is None:
-                listener = make_listener(desc, site, self._reactor)
+                fd = self._inherited.get(desc) if site is self.site else None
+                listener = make_listener(desc, site, self._reactor, fd)
                 listener.service.setName(f"listen {desc}")
                 listener.service.setServiceParent(self)
                 current[desc] = listener

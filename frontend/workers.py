@@ -1,0 +1,124 @@
+"""``feproxy serve --workers N``: N processes sharing the listening sockets.
+
+The master opens every listening socket of ``frontend.listen`` once, then
+runs N ``feproxy serve`` workers that inherit them (the kernel hands each new
+connection to one of the processes accepting on the socket).  Signals reach
+every worker: SIGHUP reloads each one's configuration, SIGTERM/SIGINT stop
+them gracefully; the master exits when they have.  A worker that dies on
+its own is started again (at most once a second).
+
+Limits: the listening sockets are fixed when the master starts (a reload can
+change everything else); ``frontend.admin`` is served by worker 0 only, so
+its metrics are that worker's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from frontend.config import Config
+from frontend.listen import parse_endpoint
+
+__all__ = ["open_sockets", "run_master"]
+
+
+def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
+    """A bound, listening, inheritable socket for each TCP or TLS endpoint."""
+    sockets: dict[str, socket.socket] = {}
+    for desc in listen:
+        kind, args, kw = parse_endpoint(desc)
+        if kind not in ("tcp", "tcp6", "ssl"):
+            raise ValueError(f"{desc}: only tcp and ssl listeners can be shared by workers")
+        interface = kw.get("interface", "::" if kind == "tcp6" else "")
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((interface, int(args[0] if args else kw["port"])))
+        s.listen(int(kw.get("backlog", 50)))
+        s.set_inheritable(True)
+        sockets[desc] = s
+    return sockets
+
+
+def _worker_command(args: Any, index: int, sockets: dict[str, socket.socket]) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "frontend.cli",
+        "serve",
+        "--config",
+        args.config,
+        "--log-level",
+        args.log_level,
+        "--access-log",
+        args.access_log,
+        "--worker-index",
+        str(index),
+    ]
+    if args.log_json:
+        command.append("--log-json")
+    for desc, s in sockets.items():
+        command += ["--inherit", f"{s.fileno()}={desc}"]
+    return command
+
+
+def run_master(args: Any, config: Config) -> int:
+    """Open the sockets, run the workers, relay signals; returns the exit status."""
+    try:
+        sockets = open_sockets(config.frontend.listen)
+    except (OSError, ValueError) as e:
+        print(f"feproxy: cannot listen: {e}", file=sys.stderr)
+        return 1
+    fds = [s.fileno() for s in sockets.values()]
+    workers: list[subprocess.Popen[bytes] | None] = [None] * args.workers
+    started = [0.0] * args.workers
+    stopping: list[int] = []
+
+    def spawn(i: int) -> None:
+        started[i] = time.monotonic()
+        workers[i] = subprocess.Popen(_worker_command(args, i, sockets), pass_fds=fds)
+
+    def relay(signum: int, frame: Any) -> None:
+        if signum != signal.SIGHUP:
+            stopping.append(signum)
+        for w in workers:
+            if w is not None and w.poll() is None:
+                w.send_signal(signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, relay)
+    for i in range(args.workers):
+        spawn(i)
+    print(
+        f"feproxy: master {os.getpid()} running {args.workers} workers", file=sys.stderr, flush=True
+    )
+    status = 0
+    while True:
+        alive = False
+        for i, w in enumerate(workers):
+            if w is None:
+                continue
+            code = w.poll()
+            if code is None:
+                alive = True
+            elif not stopping:
+                print(
+                    f"feproxy: worker {i} exited with {code}; starting it again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
+                spawn(i)
+                alive = True
+            elif code != 0:
+                status = 1
+        if not alive:
+            return status
+        time.sleep(0.1)

@@ -1,0 +1,76 @@
+"""`feproxy serve --workers N`: processes sharing sockets, signals reaching all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.support.configs import farm_hosts, write_config
+from tests.support.farm import Farm, free_port
+from tests.support.serve import ServeProcess
+from tests.test_hostile import exchange
+
+REQUEST = b"GET /exchweb/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def test_workers_share_the_socket_take_signals_and_are_restarted(
+    farm: Farm, clean_farm: Farm, tmp_path: Path
+) -> None:
+    """Two workers both accept on the one socket (each serves alone while the other
+    is stopped), SIGHUP reloads both, a killed worker is replaced, SIGTERM ends all."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "fe.toml",
+        {
+            "frontend": {
+                "listen": [f"tcp:{port}:interface=127.0.0.1"],
+                "authenticate": False,
+                "backend_port": farm.port,
+            },
+            "hosts": farm_hosts(farm),
+            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
+        },
+    )
+    serve = ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2")
+    with serve:
+        deadline = time.monotonic() + 10
+        while len(workers := children(serve.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for stopped in workers:
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                for _ in range(5):
+                    assert exchange(port, REQUEST).startswith(b"HTTP/1.1 200")
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+        serve.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while serve.errors().count("configuration reloaded") < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (now := children(serve.pid)) == workers or len(now) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert exchange(port, REQUEST).startswith(b"HTTP/1.1 200")
+        assert serve.stop() == 0
+        assert all(not Path(f"/proc/{pid}").exists() for pid in now)
