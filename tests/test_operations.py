@@ -232,3 +232,26 @@ def test_sigterm_gives_up_on_requests_after_stop_timeout(
         t.join(5)
         # the headers had been relayed: the body is visibly cut short
         assert len(outcome) == 1 and isinstance(outcome[0], http.client.IncompleteRead)
+
+
+def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> None:
+    """--log-json writes JSON lines on both streams (the access log on stdout);
+    --log-level warn keeps info lines out of the operator's log."""
+    import json
+
+    port = free_port()
+    config = fe_config(tmp_path / "fe.toml", port, farm, slapd)
+    with ServeProcess.start(config, ("127.0.0.1", port), "--log-json") as serve:
+        assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
+        deadline = time.monotonic() + 5
+        while not serve.access_lines():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        access = [json.loads(line) for line in serve.access_lines()]
+        assert access[-1]["user"] == "alice" and access[-1]["status"] == 200
+        assert all(json.loads(line) for line in serve.errors().splitlines())
+    quiet = fe_config(tmp_path / "quiet.toml", port, farm, slapd)
+    with ServeProcess.start(quiet, ("127.0.0.1", port), "--log-level", "warn") as serve:
+        assert get(port, "/exchange/", "nobody", "x")[0] == 401
+        serve.stop()
+        assert "serving on" not in serve.errors()
