@@ -30,6 +30,7 @@ feproxy demo is running.
   directory   ldap://{ldap}/     (conf/directory.ldif; users alice, bob, carol, dave, jose;
                                           password <name>-pw)
   back ends   ex1..ex4.example.com on 127.0.0.2-5 port {backend_port} (conf/topology.toml)
+  admin       {admin}
 
 Try:
   curl -i -u alice:alice-pw http://{fe}/exchange/              # implicit logon -> ex1
@@ -89,4 +90,10 @@ async def _start(reactor: Any, config: Config, topology: Any, ldif: str) -> None
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     listen = config.frontend.listen[0].split(":")
     fe = f"127.0.0.1:{listen[1]}"
-    print(BANNER.format(fe=fe, ldap=url.netloc, backend_port=topology.port), flush=True)
+    admin = ", ".join(
+        f"http://127.0.0.1:{d.split(':')[1]}/ (status), /metrics" for d in config.frontend.admin
+    )
+    print(
+        BANNER.format(fe=fe, ldap=url.netloc, backend_port=topology.port, admin=admin or "-"),
+        flush=True,
+    )
