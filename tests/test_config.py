@@ -123,3 +123,42 @@ def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert "not valid TOML" in r.stderr
+
+
+def _directory(**extra: Any) -> dict[str, Any]:
+    table = {
+        "url": "ldap://127.0.0.1:389",
+        "bind_dn": "cn=svc",
+        "bind_password": "pw",
+        "base_dn": "dc=example,dc=com",
+        **extra,
+    }
+    return {**BASE_CONFIG, "directory": table}
+
+
+def test_directory_attribute_names_can_be_overridden() -> None:
+    """[directory.attributes] renames what the front end reads; unknown keys are refused."""
+    config = parse_config(_directory(attributes={"sam_account_name": "uid"}))
+    assert config.directory.attributes.sam_account_name == "uid"
+    assert config.directory.attributes.proxy_addresses == "proxyAddresses"
+    assert config.directory.config_dn == "dc=example,dc=com"
+    with pytest.raises(ConfigError) as e:
+        parse_config(_directory(attributes={"samaccountname": "uid"}))
+    assert e.value.key == "directory.attributes.samaccountname"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"url": "http://x"}, "directory.url"),
+        ({"timeout": 0}, "directory.timeout"),
+        ({"pool_size": 0}, "directory.pool_size"),
+        ({"poll_interval": -1}, "directory.poll_interval"),
+        ({"bind_password_file": "/nonexistent"}, "directory.bind_password_file"),
+    ],
+)
+def test_invalid_directory_settings_name_their_key(extra: dict[str, Any], key: str) -> None:
+    """Directory settings are validated like the rest, key path included."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(_directory(**extra))
+    assert e.value.key == key
