@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default=str(conf / "feproxy.toml"))
     demo.add_argument("--topology", default=str(conf / "topology.toml"))
     demo.add_argument("--ldif", default=str(conf / "directory.ldif"))
+    from frontend.loadtest.cli import add_parser as add_loadtest
+
+    add_loadtest(sub)
     return p
 
 
@@ -50,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.file)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "loadtest":
+        from frontend.loadtest.cli import run
+
+        return run(args)
     from frontend.demo import run_demo
 
     return run_demo(args)

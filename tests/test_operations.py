@@ -250,6 +250,7 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> Non
         access = [json.loads(line) for line in serve.access_lines()]
         assert access[-1]["user"] == "alice" and access[-1]["status"] == 200
         assert all(json.loads(line) for line in serve.errors().splitlines())
+    port = free_port(exclude=(port,))
     quiet = fe_config(tmp_path / "quiet.toml", port, farm, slapd)
     with ServeProcess.start(quiet, ("127.0.0.1", port), "--log-level", "warn") as serve:
         assert get(port, "/exchange/", "nobody", "x")[0] == 401
