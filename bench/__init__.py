@@ -1,0 +1,1 @@
+"""Benchmarks of feproxy: ``bench/run`` (see bench/README.md)."""
