@@ -12,6 +12,7 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +45,7 @@ class FrontendSettings:
     backend_port: int = 80
     connect_timeout: float = 5.0
     response_timeout: float = 120.0
-    max_idle_per_backend: int = 16
+    max_idle_per_backend: int = 64
     idle_timeout: float = 60.0
     max_body_size: int = 1 << 30
     client_idle_timeout: float = 60.0
@@ -76,8 +77,9 @@ class VirtualDirectory:
     smtp_domain: str | None = None
     tree: str | None = None
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
+        """The path's segments, lowercased (computed once: routing reads it often)."""
         return tuple(s.lower() for s in self.path.strip("/").split("/") if s)
 
 
@@ -156,7 +158,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         backend_port=_port(t, "backend_port", k, 80),
         connect_timeout=_positive(t, "connect_timeout", k, 5.0),
         response_timeout=_positive(t, "response_timeout", k, 120.0),
-        max_idle_per_backend=int(_positive(t, "max_idle_per_backend", k, 16)),
+        max_idle_per_backend=int(_positive(t, "max_idle_per_backend", k, 64)),
         idle_timeout=_positive(t, "idle_timeout", k, 60.0),
         max_body_size=int(_positive(t, "max_body_size", k, 1 << 30)),
         client_idle_timeout=_positive(t, "client_idle_timeout", k, 60.0),

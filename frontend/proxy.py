@@ -51,8 +51,9 @@ CONNECT_FAILURES = (
     ierror.TimeoutError,
     ierror.NoRouteError,
     ierror.DNSLookupError,
-    ierror.ConnectingCancelledError,
 )
+# ConnectingCancelledError is not one: it is what a connect cancelled because
+# the client went away raises, and must not mark the server.
 
 
 @dataclass

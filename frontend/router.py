@@ -129,6 +129,8 @@ class Router:
         return public_route(vdir, target, servers, token)
 
     def _referred(self, vdir: VirtualDirectory, target: Target) -> tuple[str, ...] | None:
+        if not len(self._lookups.referral):
+            return None  # the common case: no referral remembered at all
         for key in folder_keys(vdir, target):
             listed = self._lookups.referral.peek((vdir.path.lower(), key))
             if listed:

@@ -1,8 +1,11 @@
 """``feproxy serve --workers N``: N processes sharing the listening sockets.
 
-The master opens every listening socket of ``frontend.listen`` once, then
-runs N ``feproxy serve`` workers that inherit them (the kernel hands each new
-connection to one of the processes accepting on the socket).  Signals reach
+The master opens the listening sockets of ``frontend.listen``, one per
+worker for each endpoint, all bound to the same address with SO_REUSEPORT,
+then runs N ``feproxy serve`` workers that inherit theirs: the kernel spreads
+new connections evenly over the workers (with one shared socket, the first
+worker to wake would accept nearly everything).  A worker that is stuck
+still receives its share, which is why dead workers are replaced at once.  Signals reach
 every worker: SIGHUP reloads each one's configuration, SIGTERM/SIGINT stop
 them gracefully; the master exits when they have.  A worker that dies on
 its own is started again (at most once a second).
@@ -30,7 +33,8 @@ __all__ = ["open_sockets", "run_master"]
 
 
 def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
-    """A bound, listening, inheritable socket for each TCP or TLS endpoint."""
+    """A bound, listening, inheritable SO_REUSEPORT socket for each TCP or TLS
+    endpoint (call it once per worker: each call binds the same ports again)."""
     sockets: dict[str, socket.socket] = {}
     for desc in listen:
         kind, args, kw = parse_endpoint(desc)
@@ -40,6 +44,7 @@ def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
         family = socket.AF_INET6 if ":" in interface else socket.AF_INET
         s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((interface, int(args[0] if args else kw["port"])))
         s.listen(int(kw.get("backlog", 50)))
         s.set_inheritable(True)
@@ -72,18 +77,18 @@ def _worker_command(args: Any, index: int, sockets: dict[str, socket.socket]) ->
 def run_master(args: Any, config: Config) -> int:
     """Open the sockets, run the workers, relay signals; returns the exit status."""
     try:
-        sockets = open_sockets(config.frontend.listen)
+        sockets = [open_sockets(config.frontend.listen) for _ in range(args.workers)]
     except (OSError, ValueError) as e:
         print(f"feproxy: cannot listen: {e}", file=sys.stderr)
         return 1
-    fds = [s.fileno() for s in sockets.values()]
     workers: list[subprocess.Popen[bytes] | None] = [None] * args.workers
     started = [0.0] * args.workers
     stopping: list[int] = []
 
     def spawn(i: int) -> None:
         started[i] = time.monotonic()
-        workers[i] = subprocess.Popen(_worker_command(args, i, sockets), pass_fds=fds)
+        fds = [s.fileno() for s in sockets[i].values()]
+        workers[i] = subprocess.Popen(_worker_command(args, i, sockets[i]), pass_fds=fds)
 
     def relay(signum: int, frame: Any) -> None:
         if signum != signal.SIGHUP:

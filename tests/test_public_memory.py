@@ -245,3 +245,32 @@ def test_user_without_token_is_hashed_by_login() -> None:
         fe.request("GET", "http://fe/apps/Projects/", headers=basic("dave", "dave-pw"))
     expected = POLICIES["rendezvous"].order(b"dave", APPS)[0]
     assert servers_of(fe) == [expected, expected]
+
+
+def test_client_leaving_during_connect_marks_no_server() -> None:
+    """A connect abandoned because the client went away says nothing about the
+    back end: it is not marked unavailable."""
+    from twisted.internet import defer
+
+    pending: list[defer.Deferred[Any]] = []
+
+    class Hanging(FakeBackends):
+        def send(self, *args: Any) -> defer.Deferred[Any]:
+            d: defer.Deferred[Any] = defer.Deferred(
+                lambda d: d.errback(ierror.ConnectingCancelledError(None))
+            )
+            pending.append(d)
+            return d
+
+    directory = fake_directory()
+    u = user(0)
+    directory.users[u.login] = u
+    fe = front_end(Hanging(), parse_config(MAILBOX_CONFIG), directory)
+    d = fe.treq.get("http://fe/apps/Projects/", headers=basic("u0", "pw"))
+    fe.treq.flush()
+    assert len(pending) == 1
+    d.addErrback(lambda f: None)
+    d.cancel()
+    fe.treq.flush()
+    assert pending[0].called
+    assert fe.marks.snapshot() == {}

@@ -265,7 +265,9 @@ def farm() -> Iterator[Farm]:
 
 
 @pytest.fixture
-def clean_farm(farm: Farm) -> Farm:
-    """The session farm with no records and no faults."""
+def clean_farm(farm: Farm) -> Iterator[Farm]:
+    """The session farm with no records and no faults; faults are lifted again
+    after the test, so tests using the plain ``farm`` never inherit one."""
     farm.reset()
-    return farm
+    yield farm
+    farm.reset()

@@ -113,8 +113,9 @@ class ServeProcess:
         self.stop()
 
 
-def established_to(pid: int, port: int) -> int:
-    """How many ESTABLISHED TCP connections of ``pid`` go to remote ``port``."""
+def established_to(pid: int, port: int, local: bool = False) -> int:
+    """How many ESTABLISHED TCP connections of ``pid`` go to remote ``port``
+    (with ``local``: are accepted on local ``port``)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -126,8 +127,8 @@ def established_to(pid: int, port: int) -> int:
     count = 0
     for line in _tcp_lines(pid):
         parts = line.split()
-        remote, state, inode = parts[2], parts[3], parts[9]
-        if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+        address, state, inode = parts[1 if local else 2], parts[3], parts[9]
+        if state == "01" and int(address.split(":")[1], 16) == port and inode in inodes:
             count += 1
     return count
 
