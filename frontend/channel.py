@@ -218,7 +218,10 @@ class FrontEndChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         self._phase = "body"
-        self._arm(self.site.limits.body_timeout, "request body")
+        if self.length == 0:
+            self._disarm()  # no body to wait for: allContentReceived comes next
+        else:
+            self._arm(self.site.limits.body_timeout, "request body")
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:

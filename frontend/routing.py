@@ -77,7 +77,9 @@ class Route:
     balanced: bool = False
 
 
-_BAD_BYTES = frozenset(range(0x21)) | {0x7F, ord("\\")}
+# Outside visible ASCII, or a backslash (which some servers read as "/").
+_BAD_PATH_BYTE = re.compile(rb"[^\x21-\x7e]|\\")
+_CONTROL_BYTE = re.compile(rb"[\x00-\x1f\x7f]")
 _DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 
 
@@ -86,17 +88,19 @@ def parse_target(raw: bytes) -> Target:
     if not raw.startswith(b"/"):
         raise BadRequest("Only origin-form request targets (/path) are accepted.")
     path, sep, query = raw.partition(b"?")
-    if any(b >= 0x80 or b in _BAD_BYTES for b in path):
+    if _BAD_PATH_BYTE.search(path):
         raise BadRequest("The request path holds characters that are not allowed.")
     parts = path[1:].split(b"/")
     if parts and parts[-1] == b"":
         parts.pop()  # trailing slash
     segments: list[str] = []
     for part in parts:
-        decoded = unquote_to_bytes(part)
-        if not part or b"/" in decoded or b"\\" in decoded:
+        if not part:
             raise BadRequest("The request path has empty or encoded-slash segments.")
-        if any(b < 0x20 or b == 0x7F for b in decoded):
+        decoded = unquote_to_bytes(part) if b"%" in part else part
+        if b"/" in decoded or b"\\" in decoded:
+            raise BadRequest("The request path has empty or encoded-slash segments.")
+        if decoded is not part and _CONTROL_BYTE.search(decoded):
             raise BadRequest("The request path holds control characters.")
         try:
             text = decoded.decode("utf-8")
