@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from twisted.logger import (
@@ -32,15 +33,31 @@ LEVELS = {
 
 @implementer(ILogObserver)
 class _Writer:
-    def __init__(self, stream: IO[str], render: Any) -> None:
+    """Writes rendered events; with a ``clock``, flushes at most every
+    ``FLUSH_DELAY`` seconds (the access log: one write a request is costly)."""
+
+    FLUSH_DELAY = 0.2
+
+    def __init__(self, stream: IO[str], render: Any, clock: Any = None) -> None:
         self._stream = stream
         self._render = render
+        self._clock = clock
+        self._pending: Any = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         text = self._render(event)
         if text:
             self._stream.write(text if text.endswith("\n") else text + "\n")
-            self._stream.flush()
+            if self._clock is None:
+                self._stream.flush()
+            elif self._pending is None:
+                self._pending = self._clock.callLater(self.FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+        self._stream.flush()
 
 
 @implementer(ILogFilterPredicate)
@@ -60,8 +77,13 @@ def start_logging(
     errors: IO[str] = sys.stderr,
     level: str = "info",
     json: bool = False,
-) -> None:
-    """Send access events to ``access`` and everything else to ``errors``."""
+    clock: Any = None,
+) -> Callable[[], None]:
+    """Send access events to ``access`` and everything else to ``errors``.
+
+    With ``clock`` the access log is flushed in batches; call the returned
+    function at shutdown to flush what is left.
+    """
     if json:
 
         def render_access(e: dict[str, Any]) -> str:
@@ -80,10 +102,12 @@ def start_logging(
     not_access = _AccessPredicate(PredicateResult.no, PredicateResult.maybe)
 
     levels = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+    access_writer = _Writer(access, render_access, clock)
     globalLogBeginner.beginLoggingTo(
         [
-            FilteringLogObserver(_Writer(access, render_access), [only_access]),
+            FilteringLogObserver(access_writer, [only_access]),
             FilteringLogObserver(_Writer(errors, render_other), [not_access, levels]),
         ],
         redirectStandardIO=False,
     )
+    return access_writer.flush
