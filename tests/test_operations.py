@@ -256,3 +256,30 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> Non
         assert get(port, "/exchange/", "nobody", "x")[0] == 401
         serve.stop()
         assert "serving on" not in serve.errors()
+
+
+def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path) -> None:
+    """A reload builds fresh (empty) caches, keeps unavailable marks, and an
+    invalid file leaves the running configuration in place."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from frontend.service import FrontEndService
+    from tests.fakes import MAILBOX_CONFIG
+    from tests.support.configs import write_config
+
+    reactor = MemoryReactorClock()
+    path = write_config(tmp_path / "fe.toml", MAILBOX_CONFIG)
+    from frontend.config import load_config
+
+    service = FrontEndService(load_config(path), reactor, config_path=str(path))
+    before = service.runtime
+    assert before.lookups is not None
+    before.lookups.user.put("alice", object())
+    service.marks.mark("ex3.example.com")
+    assert service.reload(str(path))
+    assert service.runtime is not before and len(service.runtime.lookups.user) == 0
+    assert "ex3.example.com" in service.marks
+    current = service.runtime
+    (tmp_path / "fe.toml").write_text("[frontend\n")
+    assert not service.reload(str(path))
+    assert service.runtime is current
