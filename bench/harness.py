@@ -49,7 +49,6 @@ from bench.directory import (
     bench_users,
     count_ops,
     prepare_slapd,
-    slapd_command,
 )
 from bench.load import Loader, LoadResult, merge
 from bench.options import Options, Results, Run, parse_options
@@ -63,7 +62,7 @@ from bench.stack import (
     reset_peak_rss,
     wait_port,
 )
-from bench.tomlwrite import to_toml
+from frontend.loadtest.tomlwrite import to_toml
 
 __all__ = ["Options", "main"]
 
@@ -139,10 +138,10 @@ class Bench:
         taken.add(self.rp_port)
         self.admin_port: int | None = free_port(exclude=taken)
 
-        conf = prepare_slapd(self.workdir, self.users)
+        slapd = prepare_slapd(self.workdir, self.users, self.ldap_port)
         self.slapd = self.children.start(
             "slapd",
-            slapd_command(conf, self.ldap_port),
+            slapd.command(),
             cpus=self.server_cpus,
             cwd=self.workdir,
         )

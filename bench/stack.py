@@ -5,24 +5,24 @@ Every child runs in its own session (so that its own children, such as
 benchmark dies (``PR_SET_PDEATHSIG``, even on SIGKILL), and is pinned to a
 set of cores with ``taskset``.  :meth:`Children.stop_all` stops them in
 reverse order of start: SIGTERM to the session's process group, then
-SIGKILL after a grace period.
+SIGKILL after a grace period.  Starting, free ports, waiting for a port and
+memory figures come from :mod:`frontend.loadtest.procs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from frontend.loadtest import procs
+from frontend.loadtest.procs import ChildError, free_port, memory_kib, spawn
 
 __all__ = [
     "Child",
@@ -33,50 +33,6 @@ __all__ = [
     "reset_peak_rss",
     "wait_port",
 ]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn``: the child gets SIGTERM when the benchmark dies."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    prctl = libc.prctl
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-    return preexec
-
-
-def _can_bind(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(addresses: Iterable[str] = ("127.0.0.1",), exclude: Iterable[int] = ()) -> int:
-    """A TCP port free on every one of ``addresses`` right now."""
-    wanted = tuple(addresses)
-    excluded = set(exclude)
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((wanted[0], 0))
-            port: int = probe.getsockname()[1]
-        if port not in excluded and all(_can_bind(a, port) for a in wanted):
-            return port
-    raise RuntimeError(f"no TCP port free on all of {', '.join(wanted)}")
-
-
-def memory_kib(pid: int, field: str = "VmRSS") -> int:
-    """A memory figure of ``pid`` from /proc/PID/status (VmRSS, VmHWM), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -164,15 +120,12 @@ class Children:
         """Start ``argv`` (stderr, and stdout unless given, to ``<name>.log``)."""
         log_path = self._workdir / f"{name}.log"
         with log_path.open("ab") as log:
-            process = subprocess.Popen(
+            process = spawn(
                 self.command(argv, cpus),
-                stdin=subprocess.DEVNULL,
                 stdout=log if stdout is None else stdout,
                 stderr=log,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(),
             )
         child = Child(name, process, log_path)
         self._started.append(child)
@@ -180,14 +133,7 @@ class Children:
 
     def run(self, argv: Sequence[str], *, cpus: str | None, timeout: float) -> str:
         """Run ``argv`` to its end (killed after ``timeout`` s); its stdout."""
-        process = subprocess.Popen(
-            self.command(argv, cpus),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
+        process = spawn(self.command(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child = Child(argv[0], process, Path(os.devnull))
         self._started.append(child)
         try:
@@ -230,16 +176,11 @@ class Children:
 
 def wait_port(host: str, port: int, child: Child, timeout: float = 30.0) -> None:
     """Wait until ``host:port`` accepts connections; fail early if ``child`` died."""
-    deadline = time.monotonic() + timeout
-    while True:
+    try:
+        procs.wait_port(host, port, timeout, lambda: child.process.poll() is None)
+    except ChildError:
         child.check_alive()
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{child.name} does not listen on {host}:{port} after {timeout:.0f} s:\n"
-                    f"{child.log_tail()}"
-                ) from None
-            time.sleep(0.05)
+        raise RuntimeError(
+            f"{child.name} does not listen on {host}:{port} after {timeout:.0f} s:\n"
+            f"{child.log_tail()}"
+        ) from None

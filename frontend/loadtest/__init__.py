@@ -9,8 +9,11 @@ end named in ``X-Backend-Server``.
 
 Modules: :mod:`.cli` (arguments, output), :mod:`.offline`, :mod:`.live`
 (rounds and the change), :mod:`.driver` (requests), :mod:`.targets`,
-:mod:`.stack` (child processes), :mod:`.ldif`, :mod:`.slapd`,
+:mod:`.stack` (the started stack), :mod:`.procs` (child processes),
+:mod:`.ldif`, :mod:`.slapd`, :mod:`.tomlwrite` (generated configuration),
 :mod:`.report` (values, JSON), :mod:`.table`, :mod:`.plot`, :mod:`.stats`.
+``bench/`` and ``tests/support/`` reuse :mod:`.procs`, :mod:`.slapd` and
+:mod:`.tomlwrite`.
 """
 
 from frontend.loadtest.cli import add_parser, main, run

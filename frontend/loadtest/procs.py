@@ -1,11 +1,15 @@
-"""Child processes of the load test (and of the test suite's harnesses).
+"""Child processes of the load test, the benchmark and the test suite's harnesses.
 
 Every child runs in its own session with a parent-death signal, so that a
-load test killed even by SIGKILL leaves nothing behind, and is stopped with
-SIGTERM (SIGKILL if it lingers).  Output goes to files in the work
-directory, never to pipes that nobody drains.
+run killed even by SIGKILL leaves nothing behind (:func:`spawn`), and is
+stopped with SIGTERM (SIGKILL if it lingers: :func:`stop_process`).  Output
+goes to files, never to pipes that nobody drains.  :class:`Child` is one such
+process with its output in a work directory.
 
-These helpers block: they are used to start and stop the stack before and
+``bench/`` and ``tests/support/`` use these helpers too (production code may
+not import from tests/, and the benchmark must not need pytest).
+
+These helpers block: they are used to start and stop processes before and
 after the reactor runs, never on the reactor thread.
 """
 
@@ -18,14 +22,18 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 __all__ = [
     "Child",
     "ChildError",
     "die_with_parent",
     "free_port",
+    "memory_kib",
+    "spawn",
+    "stop_process",
     "wait_port",
 ]
 
@@ -52,6 +60,42 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, stdin from /dev/null, with SIGTERM
+    when this process dies (:func:`die_with_parent`)."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent(),
+    )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """SIGTERM ``process`` if it still runs and wait (SIGKILL after ``timeout``
+    s); its exit status."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return process.returncode
+
+
 def _can_bind(address: str, port: int) -> bool:
     with socket.socket() as probe:
         try:
@@ -74,7 +118,9 @@ def free_port(addresses: Iterable[str] = ("127.0.0.1",), exclude: Iterable[int] 
     raise ChildError(f"no TCP port free on all of {', '.join(wanted)}")
 
 
-def wait_port(host: str, port: int, timeout: float, alive: Callable[[], bool]) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 15.0, alive: Callable[[], bool] = lambda: True
+) -> None:
     """Wait until ``host:port`` accepts a connection, while ``alive()`` holds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -87,6 +133,14 @@ def wait_port(host: str, port: int, timeout: float, alive: Callable[[], bool]) -
         time.sleep(0.05)
 
 
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of ``pid`` from /proc/PID/status (VmRSS, VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 class Child:
     """One child process, its output in ``<workdir>/<name>.out`` and ``.err``."""
 
@@ -95,15 +149,7 @@ class Child:
         self.stdout_path = workdir / f"{name}.out"
         self.stderr_path = workdir / f"{name}.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+            self.process = spawn(argv, stdout=out, stderr=err, cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -151,10 +197,4 @@ class Child:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the child and wait (SIGKILL after ``timeout`` s); its status."""
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout)

@@ -5,7 +5,9 @@ offline with slapadd (``conf/directory.ldif`` unless told otherwise, plus
 any extra LDIF), and runs ``slapd -d none`` on a loopback port in its own
 session, with a parent-death signal so that a killed run leaves no slapd
 behind.  It can be stopped and started again on the same port with the same
-data (reconnection tests).
+data (reconnection tests).  The benchmark (``bench/directory.py``) loads one
+with ``debug="stats"`` and runs :meth:`Slapd.command` itself, pinned to a
+core, so that slapd logs every operation.
 
 The suffix is ``dc=example,dc=com`` with the example organisation's service
 account (:data:`SERVICE_DN`, which may read everything but passwords) and a
@@ -21,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -33,7 +34,7 @@ from frontend.directory import DirectorySettings
 
 # frontend.directory imports ldap3 with its import-time DeprecationWarning
 # silenced; import it before using ldap3 here.
-from frontend.loadtest.procs import die_with_parent
+from frontend.loadtest.procs import spawn, stop_process
 
 __all__ = [
     "BASE_DN",
@@ -163,7 +164,8 @@ class Slapd:
 
     ``ldif`` is the data loaded (``conf/directory.ldif`` by default; it must
     use the suffix :data:`BASE_DN`); ``extra_ldif`` is appended to it;
-    ``indexes`` names attributes to index for equality (large directories).
+    ``indexes`` names attributes to index for equality (large directories);
+    ``debug`` is slapd's ``-d`` level (``stats``: one log line per operation).
     """
 
     def __init__(
@@ -175,12 +177,14 @@ class Slapd:
         ldif: Path | None = None,
         indexes: Sequence[str] = (),
         max_size: int = 100 * 1024 * 1024,
+        debug: str = "none",
     ):
         self.workdir = Path(workdir)
         self.extra_ldif = extra_ldif
         self.ldif = LDIF if ldif is None else Path(ldif)
         self.indexes = tuple(indexes)
         self.max_size = max_size
+        self.debug = debug
         self.port = port or free_port()
         self._fixed_port = port is not None
         self._process: subprocess.Popen[bytes] | None = None
@@ -287,13 +291,8 @@ class Slapd:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop slapd with SIGTERM (SIGKILL if it hangs); the data stays."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            stop_process(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -303,24 +302,14 @@ class Slapd:
         self.stop()
         self.start()
 
+    def command(self) -> list[str]:
+        """slapd in the foreground on :attr:`url` (call :meth:`load` first)."""
+        return [self._slapd, "-f", str(self.conf_path), "-h", self.url + "/", "-d", self.debug]
+
     def _spawn(self) -> None:
         self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [
-                self._slapd,
-                "-f",
-                str(self.conf_path),
-                "-h",
-                self.url + "/",
-                "-d",
-                "none",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-            cwd=self.workdir,
+        self._process = spawn(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
 
     def _wait_ready(self, timeout: float) -> bool:

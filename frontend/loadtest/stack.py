@@ -20,10 +20,9 @@ work (ldap3, reading the log) in the reactor's thread pool.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +53,7 @@ from frontend.loadtest.slapd import (
     SlapdError,
     find_slapd,
 )
+from frontend.loadtest.tomlwrite import to_toml
 
 __all__ = [
     "FOLDER",
@@ -95,35 +95,6 @@ class StackPlan:
             raise ValueError(f"replicas must be in 2..{MAX_REPLICAS}, got {self.replicas}")
         if self.directory not in ("auto", "slapd", "ldaptor"):
             raise ValueError(f"directory must be auto, slapd or ldaptor, got {self.directory!r}")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, Sequence):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
-
-
-def _toml(tables: Mapping[str, Any]) -> str:
-    """TOML for tables of scalars and arrays of such tables."""
-    lines: list[str] = []
-    for name, body in tables.items():
-        if name == "":
-            lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
-        elif isinstance(body, list):
-            for item in body:
-                lines.append(f"[[{name}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"[{name}]")
-            lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in body.items()]
-        lines.append("")
-    return "\n".join(lines)
 
 
 class _Directory:
@@ -277,9 +248,10 @@ class LiveStack:
             "content": "Load test folder.\n",
             "servers": list(self.addresses),
         }
-        return _toml(
+        return to_toml(
             {
-                "": {"port": self.farm_port, "control": f"127.0.0.1:{self.control_port}"},
+                "port": self.farm_port,
+                "control": f"127.0.0.1:{self.control_port}",
                 "servers": servers,
                 "folders": [folder],
             }
@@ -287,7 +259,7 @@ class LiveStack:
 
     def _config(self) -> str:
         assert self._directory is not None
-        return _toml(
+        return to_toml(
             {
                 "frontend": {
                     "name": "fe-loadtest.example.com",

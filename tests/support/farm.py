@@ -12,26 +12,22 @@ The :class:`Farm` object talks to the farm's control API with blocking
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import selectors
-import signal
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from tests.support.procs import die_with_parent
+from frontend.loadtest import procs
+from frontend.loadtest.procs import Child, ChildError
 
 __all__ = [
     "DEFAULT_TOPOLOGY",
@@ -64,67 +60,37 @@ class FarmError(RuntimeError):
 
 def free_port(addresses: Iterable[str] = LOOPBACK_ADDRESSES, exclude: Iterable[int] = ()) -> int:
     """A TCP port that can be bound on every one of *addresses* right now."""
-    excluded = set(exclude)
-    wanted = tuple(addresses)
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((wanted[0], 0))
-            port: int = probe.getsockname()[1]
-        if port not in excluded and all(_can_bind(a, port) for a in wanted):
-            return port
-    raise FarmError(f"no TCP port free on all of {', '.join(wanted)}")
-
-
-def _can_bind(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
+    try:
+        return procs.free_port(addresses, exclude)
+    except ChildError as error:
+        raise FarmError(str(error)) from None
 
 
 class Farm:
-    """A running ``backend-stub`` process and a client of its control API."""
+    """A running ``backend-stub`` process and a client of its control API.
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        port: int,
-        control_port: int,
-        log: IO[bytes],
-    ) -> None:
-        self.process = process
+    Its output goes to a temporary directory, removed when it stops.
+    """
+
+    def __init__(self, child: Child, port: int, control_port: int) -> None:
+        self.child = child
         self.port = port
         self.control_port = control_port
-        self._log = log
         self._final_log: str | None = None
         self._addresses: dict[str, str] = {}
 
     @classmethod
     def start(cls, topology_path: str, port: int, control_port: int, timeout: float = 15.0) -> Farm:
         """Launch the farm and wait (at most *timeout* s) until it is ready."""
-        log = tempfile.TemporaryFile(prefix="backend-stub-", suffix=".log")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "backend_stub",
-                "--topology",
-                str(topology_path),
-                "--port",
-                str(port),
-                "--control",
-                f"127.0.0.1:{control_port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        farm = cls(process, port, control_port, log)
+        workdir = Path(tempfile.mkdtemp(prefix="backend-stub-"))
+        argv = [sys.executable, "-m", "backend_stub", "--topology", str(topology_path)]
+        argv += ["--port", str(port), "--control", f"127.0.0.1:{control_port}"]
+        try:
+            child = Child("farm", argv, workdir, REPO_ROOT)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        farm = cls(child, port, control_port)
         try:
             farm._wait_ready(timeout)
             farm._addresses = {s["name"]: s["address"] for s in farm.servers()}
@@ -134,30 +100,19 @@ class Farm:
         return farm
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        buffered = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FarmError(f"farm not ready after {timeout} s{self._tail()}")
-                if not selector.select(left):
-                    continue
-                chunk = os.read(self.process.stdout.fileno(), 4096)
-                if not chunk:
-                    self.process.wait(timeout=5)
-                    raise FarmError(
-                        f"farm exited with status {self.process.returncode}{self._tail()}"
-                    )
-                buffered += chunk
-                if READY_LINE.encode() in buffered.splitlines():
-                    return
+        try:
+            self.child.wait_line(READY_LINE, timeout)
+        except ChildError as error:
+            raise FarmError(f"{error}{self._tail()}") from None
 
     def _tail(self) -> str:
         text = self.log_text().strip()
         return f": {text.splitlines()[-1]}" if text else ""
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The farm's process."""
+        return self.child.process
 
     @property
     def pid(self) -> int:
@@ -181,8 +136,7 @@ class Farm:
         """Everything the farm wrote to stderr so far (its request log)."""
         if self._final_log is not None:
             return self._final_log
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
+        return self.child.stderr_path.read_bytes().decode("utf-8", "replace")
 
     def servers(self) -> list[dict[str, Any]]:
         """``GET /servers``: name, address, port and fault of every server."""
@@ -230,20 +184,11 @@ class Farm:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the farm, wait (SIGKILL after *timeout* s); the exit status."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        status = self.child.stop(timeout)
         if self._final_log is None:
             self._final_log = self.log_text()
-            self._log.close()
-        return self.process.returncode
+            shutil.rmtree(self.child.stdout_path.parent, ignore_errors=True)
+        return status
 
     def __enter__(self) -> Farm:
         return self

@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tests.support.procs import die_with_parent
+from frontend.loadtest.procs import ChildError, memory_kib, spawn, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["ServeProcess", "established_to", "rss_kib", "wait_port", "ROOT"]
 
-
-def wait_port(
-    host: str, port: int, timeout: float = 15.0, alive: Callable[[], bool] = lambda: True
-) -> None:
-    """Wait until ``host:port`` accepts connections (while ``alive()`` holds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline or not alive():
-                raise
-            time.sleep(0.05)
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    """A memory figure of process ``pid`` from /proc, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
+#: A memory figure of process ``pid`` from /proc, in KiB.
+rss_kib = memory_kib
 
 
 class ServeProcess:
     """``feproxy serve --config FILE`` in its own session; killed with the test run."""
 
-    def __init__(self, proc: subprocess.Popen[str], access: Path, errors: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], access: Path, errors: Path) -> None:
         self.proc = proc
         self.access_path = access
         self.errors_path = errors
@@ -53,32 +31,14 @@ class ServeProcess:
     def start(cls, config: Path, wait_for: tuple[str, int] | None, *extra: str) -> ServeProcess:
         access = config.with_suffix(".access.log")
         errors = config.with_suffix(".err.log")
-        out: IO[Any] = open(access, "w")  # noqa: SIM115 - owned by the child
-        err: IO[Any] = open(errors, "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "frontend.cli",
-                "serve",
-                "--config",
-                str(config),
-                *extra,
-            ],
-            stdout=out,
-            stderr=err,
-            cwd=ROOT,
-            text=True,
-            preexec_fn=die_with_parent(),
-            start_new_session=True,
-        )
-        out.close()
-        err.close()
+        argv = [sys.executable, "-m", "frontend.cli", "serve", "--config", str(config), *extra]
+        with access.open("wb") as out, errors.open("wb") as err:
+            proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT)
         self = cls(proc, access, errors)
         if wait_for is not None:
             try:
                 wait_port(*wait_for, alive=lambda: proc.poll() is None)
-            except OSError:
+            except ChildError:
                 self.stop()
                 raise AssertionError(f"feproxy serve did not listen:\n{self.errors()}") from None
         return self
@@ -97,14 +57,7 @@ class ServeProcess:
         self.proc.send_signal(sig)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, 10.0)
 
     def __enter__(self) -> ServeProcess:
         return self
