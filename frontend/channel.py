@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -47,6 +48,36 @@ class ClientLimits:
         self.max_connections = max_connections
         self.max_body_size = max_body_size
         self.open_connections = 0
+        self.channels: set[Any] = set()
+        self._all_closed: list[Deferred[None]] = []
+
+    def close_all(self, timeout: float, clock: Any) -> Deferred[None]:
+        """Close every client connection once what it has to send is sent.
+
+        At shutdown the reactor drops connections without flushing them; a
+        response finished a moment before would never reach its client.
+        Fires when all are closed, or after ``timeout`` seconds.
+        """
+        for channel in list(self.channels):
+            if channel.transport is not None:
+                channel.transport.loseConnection()
+        if not self.channels:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._all_closed.append(d)
+        call = clock.callLater(timeout, self._closed)
+        d.addCallback(lambda _: call.cancel() if call.active() else None)
+        return d
+
+    def _closed(self) -> None:
+        waiting, self._all_closed = self._all_closed, []
+        for d in waiting:
+            d.callback(None)
+
+    def channel_closed(self, channel: Any) -> None:
+        self.channels.discard(channel)
+        if not self.channels:
+            self._closed()
 
 
 def _refuse(transport: Any, status: bytes, reason: bytes) -> None:
@@ -112,6 +143,7 @@ class FrontEndChannel(HTTPChannel):
     def connectionMade(self) -> None:
         limits: ClientLimits = self.site.limits
         limits.open_connections += 1
+        limits.channels.add(self)
         self._counted = True
         if limits.open_connections > limits.max_connections:
             log.warn("over {n} client connections: refusing one", n=limits.max_connections)
@@ -127,6 +159,7 @@ class FrontEndChannel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if getattr(self, "_counted", False):
             self.site.limits.open_connections -= 1
+            self.site.limits.channel_closed(self)
             self._counted = False
         self._disarm()
         super().connectionLost(reason)

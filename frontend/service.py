@@ -186,6 +186,7 @@ class FrontEndService(MultiService):
     async def _stop(self) -> None:
         await defer.maybeDeferred(super().stopService)
         await self.resource.drained(self.config.frontend.stop_timeout)
+        await self.limits.close_all(2.0, self._reactor)
         if self._watcher is not None and self._watcher.running:
             self._watcher.stopService()
         stops = [d.stop() for d in [self._directory, *self._retired] if d is not None]
