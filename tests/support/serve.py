@@ -29,9 +29,17 @@ class ServeProcess:
 
     @classmethod
     def start(cls, config: Path, wait_for: tuple[str, int] | None, *extra: str) -> ServeProcess:
-        access = config.with_suffix(".access.log")
-        errors = config.with_suffix(".err.log")
-        argv = [sys.executable, "-m", "frontend.cli", "serve", "--config", str(config), *extra]
+        """``feproxy serve --config CONFIG EXTRA...``, logs beside the config file."""
+        return cls.start_command(["serve", "--config", str(config), *extra], config, wait_for)
+
+    @classmethod
+    def start_command(
+        cls, args: list[str], logs: Path, wait_for: tuple[str, int] | None
+    ) -> ServeProcess:
+        """``feproxy ARGS...`` with its logs in LOGS.access.log and LOGS.err.log."""
+        access = logs.with_suffix(".access.log")
+        errors = logs.with_suffix(".err.log")
+        argv = [sys.executable, "-m", "frontend.cli", *args]
         with access.open("wb") as out, errors.open("wb") as err:
             proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT)
         self = cls(proc, access, errors)
@@ -40,7 +48,9 @@ class ServeProcess:
                 wait_port(*wait_for, alive=lambda: proc.poll() is None)
             except ChildError:
                 self.stop()
-                raise AssertionError(f"feproxy serve did not listen:\n{self.errors()}") from None
+                raise AssertionError(
+                    f"feproxy {args[0]} did not listen:\n{self.errors()}"
+                ) from None
         return self
 
     @property
