@@ -47,8 +47,7 @@ class ClientLimits:
         self.body_timeout = body_timeout
         self.max_connections = max_connections
         self.max_body_size = max_body_size
-        self.open_connections = 0
-        self.channels: set[Any] = set()
+        self.channels: set[Any] = set()  # the open client connections
         self._all_closed: list[Deferred[None]] = []
 
     def close_all(self, timeout: float, clock: Any) -> Deferred[None]:
@@ -76,7 +75,7 @@ class ClientLimits:
 
     def channel_closed(self, channel: Any) -> None:
         self.channels.discard(channel)
-        if not self.channels:
+        if not self.channels and self._all_closed:
             self._closed()
 
 
@@ -142,10 +141,8 @@ class FrontEndChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         limits: ClientLimits = self.site.limits
-        limits.open_connections += 1
         limits.channels.add(self)
-        self._counted = True
-        if limits.open_connections > limits.max_connections:
+        if len(limits.channels) > limits.max_connections:
             log.warn("over {n} client connections: refusing one", n=limits.max_connections)
             self._phase = "refused"
             _refuse(
@@ -157,10 +154,7 @@ class FrontEndChannel(HTTPChannel):
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if getattr(self, "_counted", False):
-            self.site.limits.open_connections -= 1
-            self.site.limits.channel_closed(self)
-            self._counted = False
+        self.site.limits.channel_closed(self)
         self._disarm()
         super().connectionLost(reason)
 

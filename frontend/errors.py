@@ -19,7 +19,6 @@ __all__ = [
     "AuthenticationRequired",
     "Forbidden",
     "NotFound",
-    "PayloadTooLarge",
     "BadGateway",
     "BackendRefused",
     "BackendFailed",
@@ -69,11 +68,6 @@ class Forbidden(ProxyError):
 class NotFound(ProxyError):
     status = 404
     reason = "Nothing is served at this address."
-
-
-class PayloadTooLarge(ProxyError):
-    status = 413
-    reason = "The request body is too large."
 
 
 class BadGateway(ProxyError):
