@@ -7,9 +7,7 @@ the front end after deleting whatever the client sent under those names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
-from twisted.web.http_headers import Headers
+from collections.abc import Iterable
 
 __all__ = [
     "HOP_BY_HOP",
@@ -53,41 +51,46 @@ def connection_tokens(values: Iterable[bytes] | None) -> frozenset[bytes]:
     return frozenset(out)
 
 
-def _end_to_end(headers: Headers) -> Iterable[tuple[bytes, Sequence[bytes]]]:
-    named = connection_tokens(headers.getRawHeaders(b"connection"))
-    for name, values in headers.getAllRawHeaders():
-        low = name.lower()
-        if low in HOP_BY_HOP or low in named:
-            continue
-        yield name, values
+Pairs = list[tuple[bytes, bytes]]
+
+
+def _end_to_end(headers: Pairs, drop: frozenset[bytes]) -> Pairs:
+    named = drop
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named = named | connection_tokens([value])
+    return [(n, v) for n, v in headers if (low := n.lower()) not in HOP_BY_HOP and low not in named]
+
+
+_TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED
 
 
 def backend_request_headers(
-    client: Headers,
+    client: Pairs,
     *,
     client_address: str,
     secure: bool,
     frontend_name: str,
-    extra_drop: frozenset[bytes] = frozenset(),
-) -> Headers:
+) -> Pairs:
     """The headers to send to the back end for a client's request headers.
 
     ``Host`` and ``Authorization`` pass unchanged; hop-by-hop headers go;
     the front-end headers are replaced by the front end's own values.
     """
-    out = Headers()
-    drop = FRONT_END_HEADERS | _REFRAMED | extra_drop
-    for name, values in _end_to_end(client):
-        if name.lower() in drop:
-            continue
-        out.setRawHeaders(name, values)
-    out.setRawHeaders(b"X-Forwarded-For", [client_address.encode("ascii")])
+    out = _end_to_end(client, _TO_BACKEND_DROP)
+    out.append((b"X-Forwarded-For", client_address.encode("ascii")))
     if secure:
-        out.setRawHeaders(b"Front-End-Https", [b"On"])
-    out.setRawHeaders(b"X-Front-End-Server", [frontend_name.encode("ascii")])
+        out.append((b"Front-End-Https", b"On"))
+    out.append((b"X-Front-End-Server", frontend_name.encode("ascii")))
     return out
 
 
-def client_response_headers(backend: Headers) -> list[tuple[bytes, Sequence[bytes]]]:
-    """The back end's response headers that go on to the client."""
-    return list(_end_to_end(backend))
+_FRAMING = frozenset({b"content-length"})
+
+
+def client_response_headers(backend: Pairs) -> Pairs:
+    """The back end's response headers that go on to the client.
+
+    Content-Length goes too: the front end frames the body it relays.
+    """
+    return _end_to_end(backend, _FRAMING)

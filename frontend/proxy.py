@@ -1,27 +1,22 @@
-"""The front end's one resource: route, forward, relay, answer errors.
+"""The front end's request handler: route, forward, relay, answer errors.
 
-Every request goes through :meth:`FrontEndResource.render`.  It takes the
-current :class:`Runtime` (a configuration and everything built from it), so
-a configuration swapped in while a request is in flight does not affect it.
-Every failure is answered by :meth:`FrontEndResource._answer_error`, through
-:func:`frontend.errors.status_for`.
+Every request the client connections (:mod:`frontend.http1`) read goes
+through :meth:`FrontEnd.handle`.  It takes the current :class:`Runtime` (a
+configuration and everything built from it), so a configuration swapped in
+while a request is in flight does not affect it.  Every failure is answered
+by :meth:`FrontEnd._answer_error`, through :func:`frontend.errors.status_for`.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import error as ierror
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 
 from frontend.accesslog import access_log
 from frontend.auth import Authenticator
@@ -33,15 +28,17 @@ from frontend.errors import (
     ReferralLoop,
     status_for,
 )
-from frontend.forward import BackendAgent, RequestBody, ResponseRelay, make_pool
 from frontend.headers import backend_request_headers, client_response_headers
+from frontend.http1 import IncomingRequest
 from frontend.lookups import Lookups
 from frontend.marks import UnavailableMarks
 from frontend.metrics import Metrics
+from frontend.relay import Drain, ResponseRelay
 from frontend.router import ClientRequest, Router
 from frontend.routing import Route, parse_replica_servers, parse_target
+from frontend.upstream import Upstream
 
-__all__ = ["Runtime", "FrontEndResource", "CONNECT_FAILURES"]
+__all__ = ["Runtime", "FrontEnd", "CONNECT_FAILURES"]
 
 log = Logger()
 
@@ -54,6 +51,8 @@ CONNECT_FAILURES = (
 )
 # ConnectingCancelledError is not one: it is what a connect cancelled because
 # the client went away raises, and must not mark the server.
+
+_PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
 @dataclass
@@ -81,17 +80,17 @@ class Runtime:
         directory: Any = None,
         agent: Any = None,
     ) -> Runtime:
-        """Build from ``config``; ``agent`` replaces the back-end agent in tests."""
+        """Build from ``config``; ``agent`` replaces the back-end client in tests."""
         fe = config.frontend
         if agent is None:
-            pool = make_pool(reactor, fe.max_idle_per_backend, fe.idle_timeout)
-            agent = BackendAgent(
+            agent = Upstream(
                 reactor,
-                pool,
                 port=fe.backend_port,
                 connect_timeout=fe.connect_timeout,
                 response_timeout=fe.response_timeout,
                 hosts=config.hosts,
+                max_idle_per_backend=fe.max_idle_per_backend,
+                idle_timeout=fe.idle_timeout,
             )
         lookups = auth = None
         if directory is not None:
@@ -104,10 +103,8 @@ class Runtime:
         return cls(config=config, router=router, agent=agent, lookups=lookups, auth=auth)
 
 
-class FrontEndResource(Resource):
-    """Serves every path: the routing table is the configuration's."""
-
-    isLeaf = True
+class FrontEnd:
+    """Handles every request: the routing table is the configuration's."""
 
     def __init__(
         self,
@@ -116,7 +113,6 @@ class FrontEndResource(Resource):
         marks: UnavailableMarks,
         metrics: Metrics | None = None,
     ) -> None:
-        super().__init__()
         self._runtime = runtime
         self._reactor = reactor
         self._marks = marks
@@ -126,13 +122,11 @@ class FrontEndResource(Resource):
         self.in_flight = 0
         self._idle: list[defer.Deferred[None]] = []
 
-    def render(self, request: Request) -> Any:
+    def handle(self, request: IncomingRequest) -> None:
         self.in_flight += 1
-        request.notifyFinish().addBoth(self._request_over)
         defer.ensureDeferred(self._serve(request, self._runtime()))
-        return NOT_DONE_YET
 
-    def _request_over(self, _: object) -> None:
+    def _request_over(self) -> None:
         self.in_flight -= 1
         if self.in_flight == 0:
             idle, self._idle = self._idle, []
@@ -162,25 +156,22 @@ class FrontEndResource(Resource):
 
         return d.addCallback(cancel_timer)
 
-    async def _serve(self, request: Request, rt: Runtime) -> None:
+    async def _serve(self, request: IncomingRequest, rt: Runtime) -> None:
         started = self._reactor.seconds()
         info: dict[str, Any] = {"backend": None, "user": None, "bytes": 0, "vdir": "-"}
         relay: list[ResponseRelay] = []
         pending: list[defer.Deferred[Any]] = []
         gone: list[bool] = []
 
-        def client_gone(_: Any) -> None:
+        def client_gone() -> None:
             gone.append(True)
             for d in pending:
                 d.cancel()
             for r in relay:
                 r.client_gone()
 
-        finished = request.notifyFinish()
-        finished.addErrback(client_gone)
-        finished.addBoth(lambda _: self._log_access(request, info, started))
-
-        request.responseHeaders.removeHeader(b"server")
+        request.on_gone = client_gone
+        request.on_end = lambda: self._log_access(request, info, started)
         try:
             creq = self._client_request(request)
             route = await rt.router.route(creq, info.__setitem__)
@@ -192,36 +183,34 @@ class FrontEndResource(Resource):
                 log.info("client went away: {e!r}", e=e)
             return
         if gone:
-            response.deliverBody(_Discard())
+            response.abort()
             return
         self._start_response(rt, request, response, relay, info)
 
-    def _client_request(self, request: Request) -> ClientRequest:
-        if request.clientproto == b"HTTP/1.1" and not request.requestHeaders.hasHeader(b"host"):
-            raise BadRequest("An HTTP/1.1 request needs a Host header.")
-        auth = request.requestHeaders.getRawHeaders(b"authorization")
-        if auth is not None and len(auth) > 1:
+    @staticmethod
+    def _client_request(request: IncomingRequest) -> ClientRequest:
+        auth = request.header(b"authorization")
+        if len(auth) > 1:
             raise BadRequest("The request has more than one Authorization header.")
         return ClientRequest(
             method=request.method,
-            target=parse_target(request.uri),
+            target=parse_target(request.target),
             authorization=auth[0] if auth else None,
-            client_address=_client_host(request),
-            secure=request.isSecure(),
+            client_address=request.peer,
+            secure=request.secure,
         )
 
     async def _send(
         self,
         rt: Runtime,
-        request: Request,
+        request: IncomingRequest,
         creq: ClientRequest,
         route: Route,
         pending: list[defer.Deferred[Any]],
-    ) -> tuple[IResponse, str]:
+    ) -> tuple[Any, str]:
         """Send to the route's servers in turn; only retry what never arrived."""
-        body = RequestBody(request.content or io.BytesIO(), self._reactor)
         headers = backend_request_headers(
-            request.requestHeaders,
+            request.headers,
             client_address=creq.client_address,
             secure=creq.secure,
             frontend_name=rt.config.frontend.name,
@@ -233,7 +222,7 @@ class FrontEndResource(Resource):
         while True:
             server = candidates.pop(0)
             tried.add(server.lower())
-            d = rt.agent.send(server, creq.method, route.target, headers, body.producer())
+            d = rt.agent.send(server, creq.method, route.target, headers, request.body)
             pending.append(d)
             try:
                 response = await d
@@ -284,74 +273,71 @@ class FrontEndResource(Resource):
         return candidates
 
     @staticmethod
-    def _referral(route: Route, response: IResponse) -> tuple[str, ...]:
+    def _referral(route: Route, response: Any) -> tuple[str, ...]:
         """The servers a 421 referral names (its body is drained); () otherwise."""
         if response.code != 421 or not route.referrals:
             return ()
-        listed = parse_replica_servers(response.headers.getRawHeaders(b"x-replica-servers"))
+        listed = parse_replica_servers(response.header(b"x-replica-servers"))
         if listed:
-            response.deliverBody(_Drain())
+            response.deliver_body(Drain())
         return listed
 
     def _start_response(
         self,
         rt: Runtime,
-        request: Request,
-        response: IResponse,
+        request: IncomingRequest,
+        response: Any,
         relay: list[ResponseRelay],
         info: dict[str, Any],
     ) -> None:
-        request.setResponseCode(response.code, response.phrase)
-        request.responseHeaders = Headers()
-        request.defaultContentType = None
-        for name, values in client_response_headers(response.headers):
-            request.responseHeaders.setRawHeaders(name, values)
-        # Twisted's client keeps Content-Length out of response.headers and
-        # gives it as response.length (0 for HEAD: the real one is not kept,
-        # so a HEAD answer goes without it).
-        if response.length is not UNKNOWN_LENGTH and request.method != b"HEAD":
-            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
+        length = response.length
+        if request.method == b"HEAD":  # the length the body would have had
+            declared = response.header(b"content-length")
+            length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
+        request.respond(
+            response.code, response.phrase, client_response_headers(response.headers), length
+        )
 
         def done(sent: int, complete: bool) -> None:
             info["bytes"] = sent
             info["complete"] = complete
 
-        request.write(b"")  # the status and headers go out now, before any body
-        idle = rt.config.frontend.response_timeout
-        r = ResponseRelay(request, done, self._reactor, idle)
+        r = ResponseRelay(
+            request, response, done, self._reactor, rt.config.frontend.response_timeout
+        )
         relay.append(r)
-        r.start(response)
+        r.start()
 
     def _answer_error(
-        self, request: Request, exc: BaseException, rt: Runtime, info: dict[str, Any]
+        self, request: IncomingRequest, exc: BaseException, rt: Runtime, info: dict[str, Any]
     ) -> None:
         answer = status_for(exc)
         emit = log.warn if answer.status >= 500 else log.info
         emit(
             "{method} {uri} answered {status}: {detail}",
             method=request.method.decode("ascii", "replace"),
-            uri=request.uri.decode("ascii", "backslashreplace"),
+            uri=request.target.decode("ascii", "backslashreplace"),
             status=answer.status,
             detail=answer.log_detail,
         )
-        if request.startedWriting:
-            transport: Any = request.transport
-            transport.abortConnection()
+        if request.started:
+            request.abort()
             return
         body = f"{answer.status} {answer.reason}\n".encode()
-        request.setResponseCode(answer.status)
-        request.responseHeaders = Headers()
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.setHeader(b"cache-control", b"no-store")
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Cache-Control", b"no-store"),
+        ]
         if isinstance(exc, AuthenticationRequired):
             realm = rt.config.frontend.realm.replace("\\", "\\\\").replace('"', '\\"')
-            request.setHeader(b"www-authenticate", f'Basic realm="{realm}"'.encode())
+            headers.append((b"WWW-Authenticate", f'Basic realm="{realm}"'.encode()))
         info["bytes"] = len(body)
+        request.respond(answer.status, _PHRASES.get(answer.status, b"Error"), headers, len(body))
         request.write(body)
         request.finish()
 
-    def _log_access(self, request: Request, info: dict[str, Any], started: float) -> None:
+    def _log_access(self, request: IncomingRequest, info: dict[str, Any], started: float) -> None:
+        self._request_over()
         now = self._reactor.seconds()
         backend = info["backend"]
         if backend is not None:
@@ -359,10 +345,10 @@ class FrontEndResource(Resource):
         self._metrics.request_finished(info["vdir"], request.code, backend, now - started)
         access_log.info(
             "access",
-            client=_client_host(request),
+            client=request.peer,
             user=info["user"],
             method=request.method.decode("ascii", "replace"),
-            path=request.uri.decode("ascii", "backslashreplace").replace('"', "%22"),
+            path=request.target.decode("ascii", "backslashreplace").replace('"', "%22"),
             backend=backend,
             vdir=info["vdir"],
             status=request.code,
@@ -370,21 +356,3 @@ class FrontEndResource(Resource):
             complete=info.get("complete", True),
             duration=now - started,
         )
-
-
-def _client_host(request: Request) -> str:
-    addr = request.getClientAddress()
-    return str(getattr(addr, "host", "-"))
-
-
-class _Discard(Protocol):
-    """Drops a response body nobody wants any more, closing its connection."""
-
-    transport: Any = None  # the response's TransportProxyProducer
-
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()
-
-
-class _Drain(Protocol):
-    """Reads a referral's body to its end so the connection can be reused."""

@@ -1,4 +1,4 @@
-"""The front end as a Twisted service: listeners, site, current runtime."""
+"""The front end as a Twisted service: listeners, current runtime, admin site."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from frontend.admin import admin_resource
-from frontend.channel import ClientLimits, apply_limits
 from frontend.config import Config, load_config
 from frontend.errors import ConfigError
+from frontend.http1 import ClientLimits, FrontEndFactory
 from frontend.listen import Listener, make_listener
 from frontend.marks import UnavailableMarks
 from frontend.metrics import Metrics
-from frontend.proxy import FrontEndResource, Runtime
+from frontend.proxy import FrontEnd, Runtime
 from frontend.status import build_status
 from frontend.watch import DirectoryWatcher
 
@@ -71,9 +71,9 @@ class FrontEndService(MultiService):
             config, reactor, self.marks, directory=self._directory_for(config)
         )
         self.loaded_at = reactor.seconds()
-        self.resource = FrontEndResource(lambda: self.runtime, reactor, self.marks, self.metrics)
-        self.site = QuietSite(self.resource, reactor=reactor)
+        self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics)
         self.limits = ClientLimits()
+        self.factory = FrontEndFactory(self.frontend.handle, self.limits, reactor)
         self._set_limits(config)
         pages = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
         self.admin_site = QuietSite(pages, reactor=reactor)
@@ -87,7 +87,7 @@ class FrontEndService(MultiService):
         self.limits.body_timeout = fe.body_timeout
         self.limits.max_connections = fe.max_connections
         self.limits.max_body_size = fe.max_body_size
-        apply_limits(self.site, self.limits, fe.client_idle_timeout)
+        self.limits.idle_timeout = fe.client_idle_timeout
 
     def _caches(self) -> tuple[Any, ...]:
         lookups = self.runtime.lookups
@@ -99,7 +99,7 @@ class FrontEndService(MultiService):
             if set(listen) != set(self._inherited):
                 log.warn("with --workers the listening sockets stay those of the start")
             listen = tuple(self._inherited)
-        self._set_listeners(self._listeners, listen, self.site)
+        self._set_listeners(self._listeners, listen, self.factory)
         admin = config.frontend.admin if self._serve_admin else ()
         self._set_listeners(self._admin_listeners, admin, self.admin_site)
 
@@ -108,7 +108,7 @@ class FrontEndService(MultiService):
         return self.runtime.config
 
     def _set_listeners(
-        self, current: dict[str, Listener], wanted: tuple[str, ...], site: Site
+        self, current: dict[str, Listener], wanted: tuple[str, ...], factory: Any
     ) -> None:
         """Open listeners new in ``wanted``, close those gone, reload kept TLS ones."""
         for desc in list(current):
@@ -117,8 +117,8 @@ class FrontEndService(MultiService):
         for desc in wanted:
             kept = current.get(desc)
             if kept is None:
-                fd = self._inherited.get(desc) if site is self.site else None
-                listener = make_listener(desc, site, self._reactor, fd)
+                fd = self._inherited.get(desc) if factory is self.factory else None
+                listener = make_listener(desc, factory, self._reactor, fd)
                 listener.service.setName(f"listen {desc}")
                 listener.service.setServiceParent(self)
                 current[desc] = listener
@@ -185,8 +185,8 @@ class FrontEndService(MultiService):
 
     async def _stop(self) -> None:
         await defer.maybeDeferred(super().stopService)
-        await self.resource.drained(self.config.frontend.stop_timeout)
-        await self.limits.close_all(2.0, self._reactor)
+        await self.frontend.drained(self.config.frontend.stop_timeout)
+        await self.factory.close_all(2.0)
         if self._watcher is not None and self._watcher.running:
             self._watcher.stopService()
         stops = [d.stop() for d in [self._directory, *self._retired] if d is not None]

@@ -20,7 +20,7 @@ def build_status(service: Any) -> dict[str, Any]:
     config = service.config
     now = service.clock.seconds()
     marks = service.marks.snapshot()
-    seen = service.resource.seen
+    seen = service.frontend.seen
     names: dict[str, str] = {}
     for name in [*config.hosts, *(s for v in config.vdirs for s in v.servers), *seen, *marks]:
         names.setdefault(name.lower(), name)
@@ -47,7 +47,7 @@ def build_status(service: Any) -> dict[str, Any]:
         "config": {"path": service.config_path, "loaded_at": service.loaded_at},
         "started_at": service.started_at,
         "now": now,
-        "in_flight": service.resource.in_flight,
+        "in_flight": service.frontend.in_flight,
         "backends": backends,
         "caches": caches,
         "marks": marks,

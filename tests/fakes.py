@@ -1,8 +1,9 @@
-"""In-memory stand-ins for fast tests: a back-end agent and a front end.
+"""In-memory stand-ins for fast tests: back ends, and a front end driven in memory.
 
-``FakeBackends`` has the ``send`` method of :class:`frontend.forward.BackendAgent`;
+``FakeBackends`` has the ``send`` method of :class:`frontend.upstream.Upstream`;
 each call is recorded and answered by a function of the test's choosing.
-``front_end`` builds the real resource around it, driven by ``StubTreq``.
+``front_end`` builds the real handler and client-connection protocol around
+it, driven by treq over in-memory transports (no sockets).
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from treq.testing import StubTreq
+import treq
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet import defer
-from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
-from zope.interface import implementer
+from twisted.web.resource import Resource
 
 from frontend.config import Config, parse_config
+from frontend.http1 import ClientLimits, FrontEndFactory
 from frontend.marks import UnavailableMarks
 from frontend.metrics import Metrics
-from frontend.proxy import FrontEndResource, Runtime
+from frontend.proxy import FrontEnd as Handler
+from frontend.proxy import Runtime
+from frontend.upstream import RequestBody
 
 
 @dataclass
@@ -36,57 +39,44 @@ class Sent:
     body: bytes
 
 
-@implementer(IConsumer)
-class _Collect:
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        pass
-
-    def unregisterProducer(self) -> None:
-        pass
-
-
-class _FakeTransport:
-    def __init__(self) -> None:
-        self.paused = False
-        self.stopped = False
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def stopProducing(self) -> None:
-        self.stopped = True
-
-
 @dataclass
 class FakeResponse:
-    """An IResponse with a body delivered at once (or cut when ``error`` is set)."""
+    """A back end's response (the interface of :class:`frontend.upstream.BackendResponse`)
+    whose body is delivered at once, or cut when ``error`` is set."""
 
     code: int = 200
     phrase: bytes = b"OK"
-    headers: Headers = field(default_factory=Headers)
+    headers: Any = field(default_factory=Headers)
     body: bytes = b""
-    error: Failure | None = None
-    version: tuple[bytes, int, int] = (b"HTTP", 1, 1)
+    error: str | None = None
+    aborted: bool = False
+    paused: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.headers, Headers):
+            self.headers = [(k, v) for k, vs in self.headers.getAllRawHeaders() for v in vs]
+
+    def header(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k.lower() == name]
 
     @property
-    def length(self) -> Any:
-        cl = self.headers.getRawHeaders(b"content-length")
-        return int(cl[0]) if cl else UNKNOWN_LENGTH
+    def length(self) -> int | None:
+        cl = self.header(b"content-length")
+        return int(cl[0]) if cl else None
 
-    def deliverBody(self, protocol: Any) -> None:
-        protocol.makeConnection(_FakeTransport())
+    def deliver_body(self, sink: Any) -> None:
         if self.body:
-            protocol.dataReceived(self.body)
-        protocol.connectionLost(self.error or Failure(ResponseDone()))
+            sink.body_data(self.body)
+        sink.body_end(self.error is None, self.error or "")
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 Answer = Callable[[Sent], "FakeResponse | BaseException"]
@@ -104,20 +94,47 @@ class FakeBackends:
         server: str,
         method: bytes,
         target: bytes,
-        headers: Headers,
-        body: IBodyProducer | None,
+        headers: list[tuple[bytes, bytes]],
+        body: RequestBody,
     ) -> defer.Deferred[Any]:
-        data = b""
-        if body is not None:
-            c = _Collect()
-            body.startProducing(c)
-            data = c.data
-        s = Sent(server, method, target, headers, data)
+        data = body.data if body.file is None else body.file.read()
+        s = Sent(server, method, target, Headers(_grouped(headers)), data or b"")
         self.sent.append(s)
         result = self.answer(s)
         if isinstance(result, BaseException):
             return defer.fail(result)
         return defer.succeed(result)
+
+
+def _grouped(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    out: dict[bytes, list[bytes]] = {}
+    for name, value in pairs:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+class MemoryAgent(RequestTraversalAgent):  # type: ignore[misc]
+    """treq's in-memory agent, talking to the front end's own protocol."""
+
+    def __init__(self, factory: FrontEndFactory) -> None:
+        super().__init__(Resource())
+        self._serverFactory = factory
+
+
+class MemoryTreq(HTTPClient):  # type: ignore[misc]
+    """treq's client over :class:`MemoryAgent`, with treq's body helpers."""
+
+    content = staticmethod(treq.content)
+    text_content = staticmethod(treq.text_content)
+    json_content = staticmethod(treq.json_content)
+
+    def __init__(self, agent: MemoryAgent) -> None:
+        # Bodies written at once, as StubTreq does: no cooperator on a real reactor.
+        super().__init__(agent, data_to_body_producer=_SynchronousProducer)
+        self._agent_in_memory = agent
+
+    def flush(self) -> None:
+        self._agent_in_memory.flush()
 
 
 BASE_CONFIG: dict[str, Any] = {
@@ -143,7 +160,7 @@ def make_config(**frontend: Any) -> Config:
 
 @dataclass
 class FrontEnd:
-    treq: StubTreq
+    treq: MemoryTreq
     backends: FakeBackends
     marks: UnavailableMarks
     clock: Clock
@@ -172,15 +189,15 @@ def front_end(
     config: Config | None = None,
     directory: Any = None,
 ) -> FrontEnd:
-    """The real front-end resource over fake back ends, driven in memory."""
+    """The real front end over fake back ends, driven in memory."""
     backends = backends or FakeBackends()
     config = config or make_config()
     clock = Clock()
     marks = UnavailableMarks(clock, config.frontend.unavailable_for)
     runtime = Runtime.build(config, clock, marks, agent=backends, directory=directory)
     metrics = Metrics(marks=marks.snapshot, clock=clock.seconds)
-    resource = FrontEndResource(lambda: runtime, clock, marks, metrics)
-    treq = StubTreq(resource)
+    handler = Handler(lambda: runtime, clock, marks, metrics)
+    treq = MemoryTreq(MemoryAgent(FrontEndFactory(handler.handle, ClientLimits(), clock)))
     return FrontEnd(
         treq=treq,
         backends=backends,

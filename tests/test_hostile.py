@@ -104,7 +104,7 @@ H = b"Host: mail.example.com\r\n"
         (b"GET /exchweb/echo HTTP/1.1\r\nHost: mail.example.com\r\nX: a\rb\r\n\r\n", b"400"),
         (b"GET /exchweb/" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", b"414"),
         (b"GET /exchweb/echo HTTP/1.1\r\n" + H + b"X: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
-        (b"GET /exchweb/echo HTTP/1.1\r\n" + H + b"X: y\r\n" * 600 + b"\r\n", b"400"),
+        (b"GET /exchweb/echo HTTP/1.1\r\n" + H + b"X: y\r\n" * 600 + b"\r\n", b"431"),
     ],
     ids=[
         "cl-and-te",

@@ -1,0 +1,147 @@
+"""Streaming a back end's response body to the client, with flow control.
+
+:class:`ResponseRelay` is the body's sink (see :mod:`frontend.upstream`) and
+the client connection's producer: while the client is slow, the back-end
+connection is not read; when the client goes away, the back-end connection
+is aborted.  A back end that sends nothing for ``idle_timeout`` seconds
+while the client is ready for more is cut off, and the client sees the body
+truncated (never a short body that looks complete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+__all__ = ["ResponseRelay", "Drain"]
+
+log = Logger()
+
+
+@implementer(IPushProducer)
+class ResponseRelay:
+    """Relays ``response``'s body to ``request``; ``on_done(sent, complete)`` at the end."""
+
+    __slots__ = (
+        "_request",
+        "_response",
+        "_on_done",
+        "_clock",
+        "_idle_timeout",
+        "_timer",
+        "_last",
+        "_paused",
+        "_finished",
+        "sent",
+    )
+
+    def __init__(
+        self,
+        request: Any,
+        response: Any,
+        on_done: Callable[[int, bool], None],
+        clock: Any,
+        idle_timeout: float,
+    ) -> None:
+        self._request = request
+        self._response = response
+        self._on_done = on_done
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._timer: Any = None
+        self._last = 0.0
+        self._paused = False
+        self._finished = False
+        self.sent = 0
+
+    def start(self) -> None:
+        self._request.register_producer(self)
+        self._response.deliver_body(self)
+        if not self._finished:  # the body did not come whole with the head
+            self._last = self._clock.seconds()
+            self._timer = self._clock.callLater(self._idle_timeout, self._check)
+
+    # the body's sink
+
+    def body_data(self, data: bytes) -> None:
+        if self._finished:
+            return
+        self.sent += len(data)
+        if self._timer is not None:
+            self._last = self._clock.seconds()
+        self._request.write(data)
+
+    def body_end(self, complete: bool, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._stop_timer()
+        self._request.unregister_producer()
+        self._on_done(self.sent, complete)
+        if complete:
+            self._request.finish()
+        else:
+            log.warn(
+                "back-end response cut after {sent} bytes: {reason}", sent=self.sent, reason=reason
+            )
+            self._request.cut()
+
+    # the idle watch: one timer, moved on lazily
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._finished:
+            return
+        now = self._clock.seconds()
+        if self._paused:  # a slow client is not the back end's fault
+            self._last = now
+        left = self._last + self._idle_timeout - now
+        if left > 0:
+            self._timer = self._clock.callLater(left, self._check)
+            return
+        log.warn("back end sent nothing for {t}s mid-body: cutting it off", t=self._idle_timeout)
+        self._response.abort()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def client_gone(self) -> None:
+        """The client went away: abort the back-end connection."""
+        if not self._finished:
+            self._finished = True
+            self._stop_timer()
+            self._response.abort()
+            self._on_done(self.sent, False)
+
+    # IPushProducer, driven by the client's transport
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._response.pause()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._last = self._clock.seconds()
+        self._response.resume()
+
+    def stopProducing(self) -> None:
+        self.client_gone()
+
+
+class Drain:
+    """Reads a body nobody needs (a referral's) to its end, so that its
+    connection can be reused."""
+
+    __slots__ = ()
+
+    def body_data(self, data: bytes) -> None:
+        pass
+
+    def body_end(self, complete: bool, reason: str) -> None:
+        pass
