@@ -38,6 +38,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from frontend.transport import send_now
 from frontend.upstream import EMPTY_BODY, RequestBody
 
 __all__ = ["ClientLimits", "ClientConnection", "FrontEndFactory", "IncomingRequest"]
@@ -121,6 +122,7 @@ class IncomingRequest:
         "_conn",
         "_chunked",
         "_bodyless",
+        "_head",
     )
 
     def __init__(
@@ -148,6 +150,7 @@ class IncomingRequest:
         self.on_end: Callable[[], None] | None = None
         self._chunked = False
         self._bodyless = False
+        self._head = b""
 
     def header(self, name: bytes) -> list[bytes]:
         """Every value of header ``name`` (lowercase)."""
@@ -180,22 +183,33 @@ class IncomingRequest:
         if not self.keep_alive:
             lines.append(b"Connection: close\r\n")
         lines.append(b"\r\n")
-        self._conn.send(b"".join(lines))
+        # Held back until the first body bytes or the end, so that a small
+        # response leaves in one packet.
+        self._head = b"".join(lines)
+
+    def flush(self) -> None:
+        """Send the status line and headers now, even without body bytes."""
+        if self._head:
+            self._conn.send(self._head)
+            self._head = b""
 
     def write(self, data: bytes) -> None:
         if self._bodyless or not data or self.done:
             return
         if self._chunked:
-            self._conn.send(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self._conn.send(data)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self._head:
+            data, self._head = self._head + data, b""
+        self._conn.send(data)
 
     def finish(self) -> None:
         """The response is complete."""
         if self.done:
             return
-        if self._chunked:
-            self._conn.send(b"0\r\n\r\n")
+        end = b"0\r\n\r\n" if self._chunked else b""
+        if self._head or end:
+            self._conn.send(self._head + end)
+            self._head = b""
         self.done = True
         self._conn.request_done(self, self.keep_alive)
         self.ended()
@@ -205,6 +219,7 @@ class IncomingRequest:
         was written, so the client sees the body short of its framing."""
         if not self.done:
             self.done = True
+            self.flush()
             self._conn.request_done(self, False)
             self.ended()
 
@@ -262,6 +277,8 @@ class ClientConnection(Protocol):
     # connection life
 
     def connectionMade(self) -> None:
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)  # small answers must not wait for ACKs
         self.peer = str(getattr(self.transport.getPeer(), "host", "-"))
         self.secure = ISSLTransport.providedBy(self.transport)
         factory = self.factory
@@ -574,7 +591,7 @@ class ClientConnection(Protocol):
 
     def send(self, data: bytes) -> None:
         if self._state != "closed":
-            self.transport.write(data)
+            send_now(self.transport, data)
 
     def register_producer(self, producer: Any) -> None:
         if self._state != "closed":

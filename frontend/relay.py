@@ -62,6 +62,7 @@ class ResponseRelay:
         self._request.register_producer(self)
         self._response.deliver_body(self)
         if not self._finished:  # the body did not come whole with the head
+            self._request.flush()  # the client has the headers at once
             self._last = self._clock.seconds()
             self._timer = self._clock.callLater(self._idle_timeout, self._check)
 

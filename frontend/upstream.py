@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frontend.errors import BackendFailed, GatewayTimeout
+from frontend.transport import send_now
 
 __all__ = ["EMPTY_BODY", "BackendResponse", "BodySink", "RequestBody", "Upstream"]
 
@@ -353,13 +354,14 @@ class _Connection(Protocol):
 
     def connectionMade(self) -> None:
         self._up.connections_made += 1
+        self.transport.setTcpNoDelay(True)
 
     def _start(self, ex: BackendResponse, reused: bool) -> None:
         self._key, self._ex, ex._conn = ex._key, ex, self
         self._state, self._reused, self._got = _WAITING, reused, False
         up = self._up
         self._timer = up._reactor.callLater(up._response_timeout, self._timed_out)
-        self.transport.write(ex._request)
+        send_now(self.transport, ex._request)
         body = ex._body
         if body.data is None and body.file is not None and body.length:
             self._producer = _FileProducer(self, body.file, body.length)

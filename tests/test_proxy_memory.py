@@ -247,3 +247,29 @@ def test_cut_response_body_aborts_the_client_connection() -> None:
     d.addCallback(fe.treq.content).addBoth(results.append)
     fe.treq.flush()
     assert isinstance(results[0], Failure)
+
+
+def test_request_coroutine_resumes_with_a_later_result_and_a_later_failure() -> None:
+    """The driver of request handling gives a coroutine what its Deferreds
+    fire with later, failures included, and leaves no failure unhandled."""
+    from twisted.internet.defer import Deferred
+
+    from frontend.proxy import _drive
+
+    got: list[object] = []
+    first: Deferred[int] = Deferred()
+    second: Deferred[int] = Deferred()
+
+    async def work() -> None:
+        got.append(await first)
+        try:
+            await second
+        except KeyError:
+            got.append("caught")
+
+    _drive(work())
+    assert got == []
+    first.callback(5)
+    second.errback(KeyError("x"))
+    assert got == [5, "caught"]
+    assert second.result is None
