@@ -38,6 +38,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from frontend.timers import Deadline
 from frontend.transport import send_now
 from frontend.upstream import EMPTY_BODY, RequestBody
 
@@ -268,9 +269,8 @@ class ClientConnection(Protocol):
         self._paused = False
         self._looping = False
         self._producer: Any = None
-        self._due: float | None = None
+        self._deadline: Deadline | None = None  # made when the factory is set
         self._due_what = ""
-        self._timer: Any = None
         self.peer = "-"
         self.secure = False
 
@@ -282,6 +282,7 @@ class ClientConnection(Protocol):
         self.peer = str(getattr(self.transport.getPeer(), "host", "-"))
         self.secure = ISSLTransport.providedBy(self.transport)
         factory = self.factory
+        self._deadline = Deadline(factory.clock)
         factory.connections.add(self)
         limits = factory.limits
         if len(factory.connections) > limits.max_connections:
@@ -294,39 +295,33 @@ class ClientConnection(Protocol):
                 )
             )
             return
-        self._deadline(limits.idle_timeout, "idle")
+        self._due(limits.idle_timeout, "idle")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._state = "closed"
-        self._due = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        if self._deadline is not None:
+            self._deadline.stop()
         if self._body_file is not None:
             self._body_file.close()
         self.factory.connection_closed(self)
         if self._request is not None:
             self._request.gone()
 
-    # deadlines: one timer per connection, moved lazily
+    # deadlines: idle, request headers, request body (none while handling)
 
-    def _deadline(self, seconds: float, what: str) -> None:
-        due = self.factory.clock.seconds() + seconds
-        self._due, self._due_what = due, what
-        timer = self._timer
-        if timer is None or not timer.active() or timer.getTime() > due:
-            if timer is not None and timer.active():
-                timer.cancel()
-            self._timer = self.factory.clock.callLater(seconds, self._check_deadline)
+    def _due(self, seconds: float, what: str) -> None:
+        assert self._deadline is not None
+        self._due_what = what
+        self._deadline.set(seconds, self._expired)
 
-    def _check_deadline(self) -> None:
-        self._timer = None
-        if self._due is None or self._state == "closed":
+    def _no_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.clear()
+
+    def _expired(self) -> None:
+        if self._state == "closed":
             return
-        left = self._due - self.factory.clock.seconds()
-        if left > 0:
-            self._timer = self.factory.clock.callLater(left, self._check_deadline)
-            return
-        what, self._due = self._due_what, None
+        what = self._due_what
         if what == "idle":
             self.transport.loseConnection()
             return
@@ -364,7 +359,7 @@ class ClientConnection(Protocol):
             self._state = "head"
             self._scanned = 0
             if self._buf.find(b"\r\n\r\n") == -1:
-                self._deadline(self.factory.limits.header_timeout, "request headers")
+                self._due(self.factory.limits.header_timeout, "request headers")
         if self._state == "head":
             return self._read_head()
         if self._state == "body":
@@ -396,7 +391,7 @@ class ClientConnection(Protocol):
             self._body_parts, self._body_size = [], 0
             self._body_left = length
             self._state = "chunks" if chunked else "body"
-            self._deadline(limits.body_timeout, "request body")
+            self._due(limits.body_timeout, "request body")
             return True
         self._dispatch()
         return True
@@ -584,7 +579,7 @@ class ClientConnection(Protocol):
         request = self._request
         assert request is not None
         self._state = "handling"
-        self._due = None
+        self._no_deadline()
         self.factory.handler(request)
 
     # writing
@@ -626,7 +621,7 @@ class ClientConnection(Protocol):
         if self._buf:
             self._run()
         else:
-            self._deadline(self.factory.limits.idle_timeout, "idle")
+            self._due(self.factory.limits.idle_timeout, "idle")
 
     def _refuse(self, refused: _Refused) -> None:
         """Answer with a one-line error and close the connection."""
@@ -637,7 +632,7 @@ class ClientConnection(Protocol):
             status=refused.status[:3].decode(),
         )
         self._state = "closed"
-        self._due = None
+        self._no_deadline()
         body = b"%s %s\n" % (refused.status.split(b" ", 1)[0], refused.reason)
         self.transport.write(
             b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -17,6 +17,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from frontend.timers import Deadline
+
 __all__ = ["ResponseRelay", "Drain"]
 
 log = Logger()
@@ -30,11 +32,8 @@ class ResponseRelay:
         "_request",
         "_response",
         "_on_done",
-        "_clock",
         "_idle_timeout",
-        "_timer",
-        "_last",
-        "_paused",
+        "_deadline",
         "_finished",
         "sent",
     )
@@ -50,11 +49,8 @@ class ResponseRelay:
         self._request = request
         self._response = response
         self._on_done = on_done
-        self._clock = clock
         self._idle_timeout = idle_timeout
-        self._timer: Any = None
-        self._last = 0.0
-        self._paused = False
+        self._deadline = Deadline(clock)
         self._finished = False
         self.sent = 0
 
@@ -63,8 +59,7 @@ class ResponseRelay:
         self._response.deliver_body(self)
         if not self._finished:  # the body did not come whole with the head
             self._request.flush()  # the client has the headers at once
-            self._last = self._clock.seconds()
-            self._timer = self._clock.callLater(self._idle_timeout, self._check)
+            self._deadline.set(self._idle_timeout, self._stalled)
 
     # the body's sink
 
@@ -72,15 +67,15 @@ class ResponseRelay:
         if self._finished:
             return
         self.sent += len(data)
-        if self._timer is not None:
-            self._last = self._clock.seconds()
+        if self._deadline.pending:
+            self._deadline.set(self._idle_timeout, self._stalled)
         self._request.write(data)
 
     def body_end(self, complete: bool, reason: str) -> None:
         if self._finished:
             return
         self._finished = True
-        self._stop_timer()
+        self._deadline.stop()
         self._request.unregister_producer()
         self._on_done(self.sent, complete)
         if complete:
@@ -91,44 +86,27 @@ class ResponseRelay:
             )
             self._request.cut()
 
-    # the idle watch: one timer, moved on lazily
-
-    def _check(self) -> None:
-        self._timer = None
-        if self._finished:
-            return
-        now = self._clock.seconds()
-        if self._paused:  # a slow client is not the back end's fault
-            self._last = now
-        left = self._last + self._idle_timeout - now
-        if left > 0:
-            self._timer = self._clock.callLater(left, self._check)
-            return
+    def _stalled(self) -> None:
         log.warn("back end sent nothing for {t}s mid-body: cutting it off", t=self._idle_timeout)
         self._response.abort()
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
 
     def client_gone(self) -> None:
         """The client went away: abort the back-end connection."""
         if not self._finished:
             self._finished = True
-            self._stop_timer()
+            self._deadline.stop()
             self._response.abort()
             self._on_done(self.sent, False)
 
     # IPushProducer, driven by the client's transport
 
     def pauseProducing(self) -> None:
-        self._paused = True
+        self._deadline.clear()  # a slow client is not the back end's fault
         self._response.pause()
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._last = self._clock.seconds()
+        if not self._finished:
+            self._deadline.set(self._idle_timeout, self._stalled)
         self._response.resume()
 
     def stopProducing(self) -> None:

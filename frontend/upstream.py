@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frontend.errors import BackendFailed, GatewayTimeout
+from frontend.timers import Deadline
 from frontend.transport import send_now
 
 __all__ = ["EMPTY_BODY", "BackendResponse", "BodySink", "RequestBody", "Upstream"]
@@ -318,8 +319,8 @@ class _FileProducer:
             return
         self._left -= len(chunk)
         conn.transport.write(chunk)
-        if conn._timer is not None:
-            conn._timer.reset(conn._up._response_timeout)
+        if conn._deadline.pending:
+            conn._deadline.set(conn._up._response_timeout, conn._timed_out)
         if not self._left:
             conn._producer = None
             conn.transport.unregisterProducer()
@@ -343,7 +344,8 @@ class _Connection(Protocol):
         self._sink: BodySink | None = None
         self._buf = b""  # head bytes so far, or body bytes not yet delivered
         self._reused = self._got = False  # _got: a byte of the response arrived
-        self._timer: Any = None  # response timeout, or idle timeout while pooled
+        # the response timeout, or the idle timeout while pooled
+        self._deadline = Deadline(upstream._reactor)
         self._producer: _FileProducer | None = None
         self._mode = _LENGTH
         self._left = 0
@@ -360,7 +362,7 @@ class _Connection(Protocol):
         self._key, self._ex, ex._conn = ex._key, ex, self
         self._state, self._reused, self._got = _WAITING, reused, False
         up = self._up
-        self._timer = up._reactor.callLater(up._response_timeout, self._timed_out)
+        self._deadline.set(up._response_timeout, self._timed_out)
         send_now(self.transport, ex._request)
         body = ex._body
         if body.data is None and body.file is not None and body.length:
@@ -372,9 +374,7 @@ class _Connection(Protocol):
         ex, self._ex, self._sink, self._decoder = self._ex, None, None, None
         if ex is not None:
             ex._conn = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.clear()
         return ex
 
     def dataReceived(self, data: bytes) -> None:
@@ -427,8 +427,7 @@ class _Connection(Protocol):
             else:
                 self._close()
         else:
-            self._timer.cancel()
-            self._timer = None
+            self._deadline.clear()
             self._state, self._mode, self._keep = _BODY, mode, keep
             self._left, self._buf = length, buf
             self._decoder = _ChunkedDecoder() if mode == _CHUNKED else None
@@ -508,7 +507,6 @@ class _Connection(Protocol):
                     self.transport.resumeProducing()
 
     def _timed_out(self) -> None:
-        self._timer = None
         ex = self._detach()
         self._close(abort=True)
         if ex is not None:
@@ -532,24 +530,21 @@ class _Connection(Protocol):
         if self._state == _IDLE:
             self._up._forget(self)
         self._state = _CLOSED
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._deadline.stop()
         if abort or self._producer is not None:
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
 
     def _expire(self) -> None:
-        self._timer = None
         self._close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         state, self._state, self._producer = self._state, _CLOSED, None
+        self._deadline.stop()
         if state == _IDLE:
             self._up._forget(self)
-            self._detach()  # cancels the idle timer
+            self._detach()
         elif state == _WAITING:
             ex = self._detach()
             assert ex is not None
@@ -636,7 +631,6 @@ class Upstream:
         idle = self._idle.get(key)
         if idle:
             conn = idle.pop()
-            conn._timer.cancel()
             conn._start(ex, reused=True)
         else:
             self._connect(ex)
@@ -672,7 +666,7 @@ class Upstream:
         if len(idle) >= self._max_idle:
             idle.pop(0)._close()  # the oldest is nearest the back end's own timeout
         conn._state = _IDLE
-        conn._timer = self._reactor.callLater(self._idle_timeout, conn._expire)
+        conn._deadline.set(self._idle_timeout, conn._expire)
         idle.append(conn)
 
     def _forget(self, conn: _Connection) -> None:
