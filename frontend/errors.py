@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from twisted.internet import error as ierror
 from twisted.python.failure import Failure
-from twisted.web import client as wclient
 
 __all__ = [
     "ProxyError",
@@ -138,8 +137,9 @@ class ErrorAnswer:
 def status_for(failure: Failure | BaseException) -> ErrorAnswer:
     """Map any failure of request handling to the answer the client gets.
 
-    Known front-end errors carry their own status; Twisted's connection and
-    HTTP client errors are translated; anything else is a 500 whose reason
+    Known front-end errors carry their own status (the back-end client,
+    :mod:`frontend.upstream`, raises them); Twisted's connection errors are
+    translated; anything else is a 500 whose reason
     says nothing of the cause (the log gets the cause).
     """
     exc = failure.value if isinstance(failure, Failure) else failure
@@ -153,9 +153,4 @@ def status_for(failure: Failure | BaseException) -> ErrorAnswer:
         return status_for(ConnectTimeout(detail=str(exc)))
     if isinstance(exc, ierror.ConnectError | ierror.DNSLookupError):
         return status_for(BackendRefused(detail=str(exc)))
-    if isinstance(
-        exc,
-        wclient.ResponseFailed | wclient.ResponseNeverReceived | wclient.RequestNotSent,
-    ):
-        return status_for(BackendFailed(detail=repr(exc)))
     return ErrorAnswer(500, ProxyError.reason, repr(exc))

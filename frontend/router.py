@@ -7,13 +7,14 @@ through caches) for each kind of virtual directory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+import functools
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from frontend.config import Config, VirtualDirectory
 from frontend.errors import Forbidden, NotFound
-from frontend.hashing import policy_named
+from frontend.hashing import HashPolicy, policy_named
 from frontend.routing import (
     Route,
     Target,
@@ -43,6 +44,21 @@ class ClientRequest:
     secure: bool
 
 
+class _RememberedOrders:
+    """A hash policy's orders, remembered (least recently used go first).
+
+    A user's order over the same replicas never changes, and hashing it
+    again on every request is a good part of routing one.
+    """
+
+    def __init__(self, policy: HashPolicy, size: int) -> None:
+        self.name = policy.name
+        self._order = functools.lru_cache(maxsize=size)(policy.order)
+
+    def order(self, token: bytes, servers: Sequence[str]) -> tuple[str, ...]:
+        return self._order(token, tuple(servers))
+
+
 class Router:
     """Routes requests under one configuration.
 
@@ -63,6 +79,7 @@ class Router:
         self._lookups = lookups
         self._auth = auth
         self._policy = policy_named(config.frontend.hash_policy)
+        self._orders = _RememberedOrders(self._policy, config.frontend.cache_size)
 
     async def route(
         self, request: ClientRequest, note: Callable[[str, str], None] = lambda k, v: None
@@ -118,14 +135,14 @@ class Router:
             token = user.token or user.login.lower().encode("utf-8")
         referred = self._referred(vdir, target)
         if referred is not None:
-            servers = public_order(self._policy, token, referred)
+            servers = public_order(self._orders, token, referred)
             return public_route(vdir, target, servers, token)
         tree = None if (vdir.tree or "").lower() == "default" else vdir.tree
         replicas = await self._lookups.tree.get(tree)
         home = None
         if tree is None and user is not None and user.home_mdb:
             home = await self._lookups.public_server.get(user.home_mdb)
-        servers = public_order(self._policy, token, replicas, home=home)
+        servers = public_order(self._orders, token, replicas, home=home)
         return public_route(vdir, target, servers, token)
 
     def _referred(self, vdir: VirtualDirectory, target: Target) -> tuple[str, ...] | None:

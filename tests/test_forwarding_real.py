@@ -399,3 +399,18 @@ def test_back_end_closing_its_keep_alive_connections_breaks_no_request(
     time.sleep(0.1)
     assert fe.get("/exchweb/echo")[0] == 200
     assert fe.get("/exchweb/echo", "POST", b"payload")[0] == 200
+
+
+def test_head_answer_keeps_the_back_ends_content_length(
+    fe: FrontEndProcess, clean_farm: Farm
+) -> None:
+    """HEAD is answered with the length the body would have, and no body."""
+    conn = fe.conn()
+    conn.request("HEAD", "/exchweb/bytes/12345", headers={"Host": "mail.example.com"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Length") == "12345"
+    assert response.read() == b""
+    conn.request("GET", "/exchweb/echo", headers={"Host": "mail.example.com"})
+    assert conn.getresponse().status == 200  # the connection is still in step
+    conn.close()
