@@ -4,13 +4,16 @@ Starts on loopback, as child processes: a throwaway slapd (``-d stats``,
 every LDAP operation logged), the stub farm of conf/topology.toml,
 ``feproxy serve`` configured like conf/feproxy.toml, and Twisted's
 ``ReverseProxyResource`` (bench/reverse_proxy.py) in front of the back end
-that the front end picks.  The servers run on core 0, the load generator
-(wrk) on core 1.  Then, in one run:
+that the front end picks; and the same feproxy and ReverseProxyResource
+again in front of bench/backend.py, a minimal back end that replays the
+farm's answer (bench/backends.py says why).  The servers run on core 0, the
+load generator (wrk) on core 1.  Then, in one run:
 
-1. GET /apps/Projects/ directly to that back end, through
+1. GET /apps/Projects/ directly to the back end, through
    ReverseProxyResource, and through feproxy (credentials and directory
-   cached; one user, then many users in turn): requests per second and
-   latency percentiles, and their ratios;
+   cached; one user, then many users in turn), against the minimal back end
+   and against the farm: requests per second and latency percentiles, and
+   their ratios;
 2. GET /exchweb/bytes/1048576 through feproxy (a static vdir): GB/s, the
    front end's peak RSS (VmHWM) and RSS growth;
 3. LDAP operations counted in slapd's log: per warm request, and for a new
@@ -39,6 +42,7 @@ from types import FrameType
 from typing import Any
 
 from bench import report
+from bench.backends import MINIMAL, capture_reply, derive_config, split_runs
 from bench.directory import (
     BASE_DN,
     CONFIG_DN,
@@ -73,6 +77,8 @@ MAILBOX_PATH = "/exchange/"
 MIB = 1024 * 1024
 BIG_PATH = f"/exchweb/bytes/{MIB}"
 SERVER_CPUS = "0"
+# --quick, a smoke test, loads each proxy once per back end (wrk runs last 1 s at least).
+QUICK_RUNS = ("reverse_proxy", "full_many_users")
 LOAD_CPUS = "1"
 
 
@@ -120,23 +126,21 @@ class Bench:
         self.farm: Child | None = None
         self.rp: Child | None = None
         self.slapd: Child | None = None
+        self.minimal: list[Child] = []  # bench/backend.py and the proxies in front of it
 
     # -- setup ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Start slapd, the farm, feproxy and ReverseProxyResource; warm the caches."""
+        """Start slapd, the back ends, the feproxys and ReverseProxyResources; warm the caches."""
         addresses = sorted(set(self.hosts.values()))
         self.farm_port = free_port(addresses)
-        taken = {self.farm_port}
-        self.control_port = free_port(exclude=taken)
-        taken.add(self.control_port)
-        self.ldap_port = free_port(exclude=taken)
-        taken.add(self.ldap_port)
-        self.fe_port = free_port(exclude=taken)
-        taken.add(self.fe_port)
-        self.rp_port = free_port(exclude=taken)
-        taken.add(self.rp_port)
-        self.admin_port: int | None = free_port(exclude=taken)
+        self.min_port = free_port(addresses, exclude={self.farm_port})
+        ports: list[int] = []
+        for _ in range(8):
+            ports.append(free_port(exclude={self.farm_port, self.min_port, *ports}))
+        self.control_port, self.ldap_port, self.fe_port, self.rp_port = ports[:4]
+        self.fe_min_port, self.rp_min_port, self.admin_min_port = ports[5:]
+        self.admin_port: int | None = ports[4]
 
         slapd = prepare_slapd(self.workdir, self.users, self.ldap_port)
         self.slapd = self.children.start(
@@ -145,48 +149,58 @@ class Bench:
             cpus=self.server_cpus,
             cwd=self.workdir,
         )
-        self.farm = farm = self.children.start(
-            "farm",
-            [
-                sys.executable,
-                "-m",
-                "backend_stub",
-                "--topology",
-                str(CONF / "topology.toml"),
-                "--port",
-                str(self.farm_port),
-                "--control",
-                f"127.0.0.1:{self.control_port}",
-            ],
-            cpus=self.server_cpus,
-            cwd=ROOT,
-        )
+        farm_argv = [
+            sys.executable,
+            "-m",
+            "backend_stub",
+            "--topology",
+            str(CONF / "topology.toml"),
+        ]
+        farm_argv += ["--port", str(self.farm_port), "--control", f"127.0.0.1:{self.control_port}"]
+        self.farm = farm = self.children.start("farm", farm_argv, cpus=self.server_cpus, cwd=ROOT)
         self.config_path = self._write_config()
+        min_config = derive_config(
+            self.config_path,
+            self.workdir / "feproxy_min.toml",
+            listen_port=self.fe_min_port,
+            backend_port=self.min_port,
+            admin_port=self.admin_min_port if self.admin_port is not None else None,
+        )
         wait_port("127.0.0.1", self.ldap_port, self.slapd)
         for address in addresses:
             wait_port(address, self.farm_port, farm)
+        # feproxy connects to back ends on demand: it may start before bench/backend.py.
+        fe_min = self._serve("feproxy_min", min_config, workers=None, cpus=self.server_cpus)
         self.start_frontend(workers=None, cpus=self.server_cpus)
-        self._warm()
+        self._warm(self.fe_port)
 
         status, headers = _get(self.fe_port, SMALL_PATH, self.cycling[0])
         if status != 200 or "x-backend-server" not in headers:
             raise RuntimeError(f"GET {SMALL_PATH} through feproxy answered {status}")
         self.results.backend = headers["x-backend-server"]
         self.backend_address = self.hosts[self.results.backend]
-        self.rp = rp = self.children.start(
-            "reverse_proxy",
-            [
-                sys.executable,
-                str(ROOT / "bench" / "reverse_proxy.py"),
-                "--port",
-                str(self.rp_port),
-                "--backend",
-                f"{self.backend_address}:{self.farm_port}",
-            ],
-            cpus=self.server_cpus,
-            cwd=ROOT,
+        reply = self.workdir / "reply.http"
+        reply.write_bytes(capture_reply(self.backend_address, self.farm_port, SMALL_PATH))
+        listen = [a for address in addresses for a in ("--listen", f"{address}:{self.min_port}")]
+        argv = [sys.executable, str(ROOT / "bench" / "backend.py"), *listen, "--replay", str(reply)]
+        backend = self.children.start("bench_backend", argv, cpus=self.server_cpus, cwd=ROOT)
+        self.rp = self._reverse_proxy("reverse_proxy", self.rp_port, self.farm_port)
+        rp_min = self._reverse_proxy("reverse_proxy_min", self.rp_min_port, self.min_port)
+        self.minimal = [backend, rp_min, fe_min]
+        for address in addresses:
+            wait_port(address, self.min_port, backend)
+        waits = [(self.rp, self.rp_port), (rp_min, self.rp_min_port), (fe_min, self.fe_min_port)]
+        for child, port in waits:
+            wait_port("127.0.0.1", port, child)
+        self._warm(self.fe_min_port, mailboxes=False)
+
+    def _reverse_proxy(self, name: str, port: int, backend_port: int) -> Child:
+        """bench/reverse_proxy.py on ``port``, in front of the chosen back end's address."""
+        argv = [sys.executable, str(ROOT / "bench" / "reverse_proxy.py"), "--port", str(port)]
+        backend = f"{self.backend_address}:{backend_port}"
+        return self.children.start(
+            name, [*argv, "--backend", backend], cpus=self.server_cpus, cwd=ROOT
         )
-        wait_port("127.0.0.1", self.rp_port, rp)
 
     def _write_config(self) -> Path:
         """conf/feproxy.toml, pointed at this run's ports and directory."""
@@ -231,59 +245,56 @@ class Bench:
         return done.returncode == 0
 
     def ldap_metric(self) -> float | None:
-        """The front end's ``feproxy_ldap_queries_total``, all labels summed (None: no admin)."""
+        """Both front ends' ``feproxy_ldap_queries_total``, all labels summed (None: no admin)."""
         if self.admin_port is None:
             return None
         from prometheus_client.parser import text_string_to_metric_families
 
-        url = f"http://127.0.0.1:{self.admin_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                text = response.read().decode("utf-8")
-        except OSError:
-            return None
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "feproxy_ldap_queries_total"
-        )
+        total = 0.0
+        for port in (self.admin_port, self.admin_min_port):
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    text = response.read().decode("utf-8")
+            except OSError:
+                return None
+            total += sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "feproxy_ldap_queries_total"
+            )
+        return total
 
     def start_frontend(self, *, workers: int | None, cpus: str | None) -> None:
-        """(Re)start ``feproxy serve``; ``workers`` adds ``--workers N``."""
+        """(Re)start ``feproxy serve`` on the farm; ``workers`` adds ``--workers N``."""
         if self.fe is not None:
             self.children.stop(self.fe)
-        argv = [
-            sys.executable,
-            "-m",
-            "frontend.cli",
-            "serve",
-            "--config",
-            str(self.config_path),
-            "--access-log",
-            str(self.workdir / "access.log"),
-        ]
-        if workers is not None:
-            argv += ["--workers", str(workers)]
-        self.fe = self.children.start("feproxy", argv, cpus=cpus, cwd=ROOT)
+        self.fe = self._serve("feproxy", self.config_path, workers=workers, cpus=cpus)
         wait_port("127.0.0.1", self.fe_port, self.fe)
 
-    def _warm(self) -> None:
+    def _serve(self, name: str, config: Path, *, workers: int | None, cpus: str | None) -> Child:
+        argv = [sys.executable, "-m", "frontend.cli", "serve", "--config", str(config)]
+        argv += ["--access-log", str(self.workdir / f"{name}.access.log")]
+        if workers is not None:
+            argv += ["--workers", str(workers)]
+        return self.children.start(name, argv, cpus=cpus, cwd=ROOT)
+
+    def _warm(self, port: int, *, mailboxes: bool = True) -> None:
         """One request per user (and a mailbox request per store) fills the caches."""
         for user in self.cycling:
-            status, _ = _get(self.fe_port, SMALL_PATH, user)
+            status, _ = _get(port, SMALL_PATH, user)
             if status != 200:
                 raise RuntimeError(f"warm-up: GET {SMALL_PATH} as {user.login} answered {status}")
-        for user in self.cycling[:2]:  # their mailboxes are on MB1 and MB2
-            _get(self.fe_port, MAILBOX_PATH, user)
+        for user in self.cycling[:2] if mailboxes else ():  # mailboxes on MB1 and MB2
+            _get(port, MAILBOX_PATH, user)
 
     # -- measurements ----------------------------------------------------------
 
     def _load(self, url: str, auths: list[str], seconds: int) -> LoadResult:
         result = self.loader.run(url, auths, seconds=seconds, connections=self.o.connections)
-        for child in (self.slapd, self.fe):
-            if child is not None:
-                child.check_alive()
+        for child in self.servers:
+            child.check_alive()
         return result
 
     def measure(self, group: str, runs: Sequence[Run]) -> dict[str, LoadResult]:
@@ -329,7 +340,9 @@ class Bench:
 
     @property
     def servers(self) -> list[Child]:
-        return [c for c in (self.fe, self.farm, self.rp, self.slapd) if c is not None]
+        return [
+            c for c in (self.fe, self.farm, self.rp, self.slapd, *self.minimal) if c is not None
+        ]
 
     def slapd_mark(self) -> int:
         assert self.slapd is not None
@@ -343,28 +356,33 @@ class Bench:
             return count_ops(f.read())
 
     def small_responses(self) -> None:
+        """The small-response runs against the minimal back end and the farm, interleaved."""
         one = [self.cycling[0].authorization]
         many = [u.authorization for u in self.cycling]
-        direct = f"http://{self.backend_address}:{self.farm_port}{SMALL_PATH}"
-        rp = f"http://127.0.0.1:{self.rp_port}{SMALL_PATH}"
-        fe = f"http://127.0.0.1:{self.fe_port}{SMALL_PATH}"
+        runs = []
+        for prefix, back, rp, fe in (
+            (f"{MINIMAL}:", self.min_port, self.rp_min_port, self.fe_min_port),
+            ("", self.farm_port, self.rp_port, self.fe_port),
+        ):
+            where = " (bench backend)" if prefix else " (farm)"
+            users = f"feproxy, {len(many)} users{where}"
+            direct = f"http://{self.backend_address}:{back}{SMALL_PATH}"
+            group = [
+                Run(f"{prefix}direct", "direct to back end" + where, direct, one),
+                Run(f"{prefix}reverse_proxy", "ReverseProxyResource" + where, _url(rp), one),
+                Run(f"{prefix}full_one_user", "feproxy, 1 user" + where, _url(fe), one),
+                Run(f"{prefix}full_many_users", users, _url(fe), many),
+            ]
+            runs += [r for r in group if not self.o.quick or r.key.endswith(QUICK_RUNS)]
         mark = self.slapd_mark()
         metric = self.ldap_metric()
-        small = self.measure(
-            "small",
-            [
-                Run("direct", "direct to back end", direct, one),
-                Run("reverse_proxy", "ReverseProxyResource", rp, one),
-                Run("full_one_user", "feproxy, 1 user", fe, one),
-                Run("full_many_users", f"feproxy, {len(many)} users", fe, many),
-            ],
-        )
-        self.results.small = small
+        found = self.measure("small", runs)
+        self.results.small_minimal, self.results.small = split_runs(found)
+        cpu = self.results.cpu
+        cpu[f"small_{MINIMAL}"], cpu["small"] = split_runs(cpu["small"])
         self.results.warm_ops = self.slapd_ops(mark)
         self.results.warm_metric = _delta(metric, self.ldap_metric())
-        self.results.warm_requests = (
-            small["full_one_user"].requests + small["full_many_users"].requests
-        )
+        self.results.warm_requests = sum(x.requests for k, x in found.items() if "full_" in k)
 
     def big_responses(self) -> None:
         assert self.fe is not None
@@ -473,7 +491,7 @@ class Bench:
         assert self.fe is not None
         if self.fe.process.poll() is not None or self.o.workers:
             self.start_frontend(workers=None, cpus=self.server_cpus)
-            self._warm()
+            self._warm(self.fe_port)
         raw = self.workdir / "profile.txt"
         seconds = max(5, self.o.duration)
         recorder = subprocess.Popen(
@@ -501,6 +519,10 @@ class Bench:
             "total": by_total,
             "raw": str(kept),
         }
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}{SMALL_PATH}"
 
 
 def _count_lines(path: Path, needle: bytes) -> int:
@@ -542,7 +564,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         bench.children.stop_all()
-        bench.results.unreachable = _count_lines(workdir / "feproxy.log", b" unreachable: ")
+        bench.results.unreachable = sum(
+            _count_lines(workdir / f"{name}.log", b" unreachable: ")
+            for name in ("feproxy", "feproxy_min")
+        )
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     missed = report.summary(bench.results)
@@ -552,7 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keep:
         print(f"logs kept in {workdir}")
     workers = [v for v in bench.results.workers.values() if isinstance(v, LoadResult)]
-    runs = [*bench.results.small.values(), *bench.results.big.values(), *workers]
+    small = [*bench.results.small.values(), *bench.results.small_minimal.values()]
+    runs = [*small, *bench.results.big.values(), *workers]
     if any(x.errors.get("status", 0) or x.requests == 0 for x in runs):
         print("bench: some requests failed (see errors): the numbers are not valid")
         return 1

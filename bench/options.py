@@ -43,7 +43,8 @@ class Results:
     tool: str = ""
     pinning: str = ""
     backend: str = ""
-    small: dict[str, LoadResult] = field(default_factory=dict)
+    small: dict[str, LoadResult] = field(default_factory=dict)  # against the stub farm
+    small_minimal: dict[str, LoadResult] = field(default_factory=dict)  # bench/backend.py
     big: dict[str, LoadResult] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
     warm_ops: OpCount | None = None
@@ -85,7 +86,12 @@ def parse_options(argv: Sequence[str] | None, doc: str | None = None) -> Options
         "--rounds", type=int, default=None, metavar="N", help="interleaved rounds per run (3)"
     )
     p.add_argument("--users", type=int, default=None, metavar="N", help="cycled users (100)")
-    p.add_argument("--quick", action="store_true", help="tiny run: 1 s, 2 connections, 5 users")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run: 1 s, 2 connections, 5 users; small responses through "
+        "ReverseProxyResource and feproxy (5 users) only",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--profile", action="store_true", help="py-spy the front end under load")
     p.add_argument("--no-workers", action="store_true", help="skip the --workers 1 vs 2 runs")

@@ -12,7 +12,7 @@ from bench.load import LoadResult
 if TYPE_CHECKING:
     from bench.options import Results
 
-__all__ = ["Target", "header", "progress", "summary", "targets", "to_json"]
+__all__ = ["Target", "header", "info", "progress", "summary", "targets", "to_json"]
 
 GB = 1e9  # throughput in decimal gigabytes per second
 MIB = 1024 * 1024
@@ -21,6 +21,22 @@ SMALL_LABELS = {
     "reverse_proxy": "ReverseProxyResource",
     "full_one_user": "feproxy, 1 user",
     "full_many_users": "feproxy, many users",
+}
+MINIMAL_TITLE = (
+    "GET /apps/Projects/ against a minimal back end (bench/backend.py: replays the farm's answer)"
+)
+FARM_TITLE = "GET /apps/Projects/ against the stub farm (twisted.web)"
+#: The CPU table's columns: (heading, child process) for each group of runs.
+FARM_CPU = (("feproxy", "feproxy"), ("reverse_proxy", "reverse_proxy"), ("farm", "farm"))
+CPU_COLUMNS = {
+    "small": (*FARM_CPU, ("slapd", "slapd")),
+    "small_minimal": (
+        ("feproxy", "feproxy_min"),
+        ("reverse_proxy", "reverse_proxy_min"),
+        ("bench backend", "bench_backend"),
+        ("slapd", "slapd"),
+    ),
+    "big": (*FARM_CPU, ("slapd", "slapd")),
 }
 
 
@@ -74,16 +90,23 @@ def _columns(first: str) -> str:
     return f"  {'':<30} {first:>10} {names}  errors"
 
 
-def _cpu_table(cpu: dict[str, dict[str, float]], labels: dict[str, str]) -> None:
-    """CPU time per request of each server process, from /proc (all threads)."""
-    names = ["feproxy", "reverse_proxy", "farm", "slapd"]
+def _cpu_table(
+    cpu: dict[str, dict[str, float]], labels: dict[str, str], columns: tuple[tuple[str, str], ...]
+) -> None:
+    """CPU time per request of each server process, from /proc (all threads).
+
+    ``columns``: (heading, child name); "others" is every other (idle) server.
+    """
     print("  CPU per request, microseconds (user+system, from /proc):")
-    print(f"  {'':<30} " + " ".join(f"{n:>13}" for n in names) + f" {'all servers':>12}")
+    headings = [h for h, _ in columns] + ["others"]
+    print(f"  {'':<30} " + " ".join(f"{h:>13}" for h in headings) + f" {'all servers':>12}")
     for key, label in labels.items():
         if key not in cpu:
             continue
         used = cpu[key]
-        cells = " ".join(f"{used[n]:>13.0f}" if n in used else f"{'-':>13}" for n in names)
+        shown = [used.get(name) for _, name in columns]
+        others = sum(used.values()) - sum(v for v in shown if v is not None)
+        cells = " ".join(f"{'-':>13}" if v is None else f"{v:>13.0f}" for v in [*shown, others])
         print(f"  {label:<30} {cells} {sum(used.values()):>12.0f}")
 
 
@@ -92,21 +115,27 @@ def gbps(x: LoadResult) -> float:
     return x.requests * MIB / x.seconds / GB if x.seconds > 0 else 0.0
 
 
-def targets(r: Results) -> list[Target]:
-    """The targets of issue 6 against this run's numbers."""
+def _rp_ratios(small: dict[str, LoadResult], suffix: str) -> list[Target]:
+    """Full path >= 2.0x ReverseProxyResource, with one user and with many."""
     out: list[Target] = []
-    rp = r.small.get("reverse_proxy")
+    rp = small.get("reverse_proxy")
     for key, who in (("full_one_user", "1 user"), ("full_many_users", "many users")):
-        full = r.small.get(key)
+        full = small.get(key)
         if full is not None and rp is not None:
             ratio = _ratio(full.rps, rp.rps)
-            out.append(
-                Target(
-                    f"full path ({who}) >= 2.0x ReverseProxyResource req/s",
-                    f"{ratio:.2f}x",
-                    ratio >= 2.0,
-                )
-            )
+            name = f"full path ({who}) >= 2.0x ReverseProxyResource req/s{suffix}"
+            out.append(Target(name, f"{ratio:.2f}x", ratio >= 2.0))
+    return out
+
+
+def info(r: Results) -> list[Target]:
+    """The same ratios against the stub farm: shown, not targets (the farm shares the core)."""
+    return _rp_ratios(r.small, ", against the stub farm")
+
+
+def targets(r: Results) -> list[Target]:
+    """The targets of issue 6 against this run's numbers (req/s: the minimal back end)."""
+    out = _rp_ratios(r.small_minimal, ", against the minimal back end")
     big = r.big.get("full")
     if big is not None:
         rate = gbps(big)
@@ -137,23 +166,14 @@ def summary(r: Results) -> bool:
     p = print
     o = r.options
     p("")
-    if r.small:
-        p(f"GET /apps/Projects/ (small response; back end {r.backend})")
-        p(_columns("req/s"))
-        for key, x in r.small.items():
-            label = SMALL_LABELS[key].replace("many", str(o.users))
-            p(_row(label, x, f"{x.rps:,.0f}") + _spread(x))
-        rp, direct = r.small.get("reverse_proxy"), r.small.get("direct")
-        for key, who in (("full_one_user", "1 user"), ("full_many_users", f"{o.users} users")):
-            full = r.small.get(key)
-            if full is not None and rp is not None and direct is not None:
-                p(
-                    f"  ratio ({who}): full/ReverseProxyResource {_ratio(full.rps, rp.rps):.2f}x,"
-                    f" full/direct {_ratio(full.rps, direct.rps):.2f}x"
-                )
-        labels = {k: v.replace("many", str(o.users)) for k, v in SMALL_LABELS.items()}
-        _cpu_table(r.cpu.get("small", {}), labels)
-        p("")
+    for title, small, group in (
+        (MINIMAL_TITLE, r.small_minimal, "small_minimal"),
+        (FARM_TITLE, r.small, "small"),
+    ):
+        if small:
+            _small_table(
+                f"{title}; back end {r.backend}", small, r.cpu.get(group, {}), group, o.users
+            )
     if r.big:
         p("GET /exchweb/bytes/1048576 (1 MiB responses, static vdir)")
         p(_columns("GB/s"))
@@ -166,13 +186,14 @@ def summary(r: Results) -> bool:
             f" MiB (VmHWM {m['vmhwm_mib']:.1f}), {m['rss_after_mib']:.1f} MiB after;"
             f" growth {m['growth_mib']:.1f} MiB"
         )
-        _cpu_table(r.cpu.get("big", {}), {"direct": "direct to back end", "full": "feproxy"})
+        labels = {"direct": "direct to back end", "full": "feproxy"}
+        _cpu_table(r.cpu.get("big", {}), labels, CPU_COLUMNS["big"])
         p("")
     if r.warm_ops is not None:
         p("LDAP operations (counted in slapd's -d stats log; the number is BIND+SRCH+CMP)")
         p(f"  warm, during {r.warm_requests} feproxy requests: {_ops(r.warm_ops)}")
         if r.warm_metric is not None:
-            p(f"    the front end's feproxy_ldap_queries_total rose by {r.warm_metric:.0f}")
+            p(f"    the front ends' feproxy_ldap_queries_total (both) rose by {r.warm_metric:.0f}")
         if r.warm_ops.background:
             p(f"    (+{r.warm_ops.background} directory-watcher poll searches, timer-driven)")
         for key, x in r.new_user.items():
@@ -221,8 +242,36 @@ def summary(r: Results) -> bool:
     p("Targets (issue 6)" + ("  [--quick: numbers too small to mean anything]" if o.quick else ""))
     for t in checks:
         p(f"  {'PASS' if t.met else 'FAIL'}  {t.name}: {t.measured}")
+    for t in info(r):
+        p(f"  INFO  {t.name}: {t.measured}")
     sys.stdout.flush()
     return not all(t.met for t in checks)
+
+
+def _small_table(
+    title: str,
+    small: dict[str, LoadResult],
+    cpu: dict[str, dict[str, float]],
+    group: str,
+    users: int,
+) -> None:
+    """One group of small-response runs: rates and latencies, ratios, CPU per request."""
+    p = print
+    p(title)
+    p(_columns("req/s"))
+    labels = {k: v.replace("many", str(users)) for k, v in SMALL_LABELS.items()}
+    for key, x in small.items():
+        p(_row(labels[key], x, f"{x.rps:,.0f}") + _spread(x))
+    rp, direct = small.get("reverse_proxy"), small.get("direct")
+    for key, who in (("full_one_user", "1 user"), ("full_many_users", f"{users} users")):
+        full = small.get(key)
+        if full is not None and rp is not None:
+            line = f"  ratio ({who}): full/ReverseProxyResource {_ratio(full.rps, rp.rps):.2f}x"
+            if direct is not None:
+                line += f", full/direct {_ratio(full.rps, direct.rps):.2f}x"
+            p(line)
+    _cpu_table(cpu, labels, CPU_COLUMNS[group])
+    p("")
 
 
 def _json(value: Any) -> Any:
@@ -259,6 +308,7 @@ def to_json(r: Results) -> dict[str, Any]:
         "pinning": r.pinning,
         "backend": r.backend,
         "small": _json(r.small),
+        "small_minimal": _json(r.small_minimal),
         "big": {k: {**v.to_json(), "gbps": round(gbps(v), 4)} for k, v in r.big.items()},
         "memory": r.memory,
         "cpu_us_per_request": r.cpu,
@@ -272,4 +322,5 @@ def to_json(r: Results) -> dict[str, Any]:
         "backend_connect_failures": r.unreachable,
         "profile": {k: _json(v) for k, v in r.profile.items()},
         "targets": [asdict(t) for t in targets(r)],
+        "info": [asdict(t) for t in info(r)],
     }
