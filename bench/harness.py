@@ -159,7 +159,7 @@ class Bench:
         farm_argv += ["--port", str(self.farm_port), "--control", f"127.0.0.1:{self.control_port}"]
         self.farm = farm = self.children.start("farm", farm_argv, cpus=self.server_cpus, cwd=ROOT)
         self.config_path = self._write_config()
-        min_config = derive_config(
+        self.min_config = min_config = derive_config(
             self.config_path,
             self.workdir / "feproxy_min.toml",
             listen_port=self.fe_min_port,
@@ -469,13 +469,19 @@ class Bench:
             return
         # Both cores for the front end (the scaling is what is measured), so
         # its processes share core 1 with the load generator: compare the two
-        # numbers with each other, not with the pinned runs above.
+        # numbers with each other, not with the pinned runs above.  Against
+        # the minimal back end: against the farm, the farm's own core is
+        # what limits, whatever the number of workers.
         cpus = "0,1" if self.server_cpus else None
-        fe = f"http://127.0.0.1:{self.fe_port}{SMALL_PATH}"
+        fe = f"http://127.0.0.1:{self.fe_min_port}{SMALL_PATH}"
         one = [self.cycling[0].authorization]
         rps: dict[str, Any] = {"front_end_cpus": cpus or "any"}
+        fe_min = self.minimal[2]
         for n in (1, 2):
-            self.start_frontend(workers=n, cpus=cpus)
+            self.children.stop(fe_min)
+            fe_min = self._serve("feproxy_min", self.min_config, workers=n, cpus=cpus)
+            self.minimal[2] = fe_min
+            wait_port("127.0.0.1", self.fe_min_port, fe_min)
             self._load(fe, one, max(2, self.o.warmup))  # every worker fills its caches
             rps.update(self.measure("workers", [Run(str(n), f"feproxy --workers {n}", fe, one)]))
         self.results.workers = rps

@@ -213,7 +213,10 @@ def summary(r: Results) -> bool:
             p(f"  SKIPPED: {r.workers['skipped']}")
         else:
             w1, w2 = r.workers["1"], r.workers["2"]
-            p(f"  front end on cores {r.workers['front_end_cpus']}; GET /apps/Projects/, 1 user")
+            p(
+                f"  front end on cores {r.workers['front_end_cpus']};"
+                " GET /apps/Projects/, 1 user, minimal back end"
+            )
             p(_columns("req/s"))
             p(_row("--workers 1", w1, f"{w1.rps:,.0f}"))
             p(_row("--workers 2", w2, f"{w2.rps:,.0f}"))

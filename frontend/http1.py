@@ -356,6 +356,10 @@ class ClientConnection(Protocol):
     def _step(self) -> bool:
         """Parse what the buffer holds; False when more bytes are needed."""
         if self._state == "idle":
+            if self._buf[:1] in (b"\r", b"\n"):  # empty lines before a request are ignored
+                self._buf = self._buf.lstrip(b"\r\n")
+                if not self._buf:
+                    return False
             self._state = "head"
             self._scanned = 0
             if self._buf.find(b"\r\n\r\n") == -1:
@@ -406,6 +410,8 @@ class ClientConnection(Protocol):
             if b"\n" in buf:
                 raise _bad("bare LF in the request head")
             return
+        if buf.count(b"\n") != buf.count(b"\r\n"):
+            raise _bad("bare LF in the request head")
         if len(buf) - buf.rfind(b"\n") > MAX_LINE:
             raise _too_large("header line too long")
         if len(buf) > MAX_HEAD:

@@ -201,9 +201,13 @@ class FrontEndService(MultiService):
             log.error("configuration not reloaded, keeping the old one: {e}", e=e)
             return False
         self.marks.duration = config.frontend.unavailable_for
+        old = self.runtime
         self.runtime = Runtime.build(
             config, self._reactor, self.marks, directory=self._directory_for(config)
         )
+        # The new runtime has its own back-end pool; requests in flight keep
+        # their connections, the idle ones of the old pool go now.
+        old.agent.close_idle()
         self.loaded_at = self._reactor.seconds()
         self.config_path = path
         self._set_limits(config)

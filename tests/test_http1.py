@@ -279,3 +279,16 @@ def test_close_all_fires_when_connections_are_gone() -> None:
     assert c.closed and not fired
     c.proto.connectionLost(Failure(Exception("closed")))
     assert fired == [None]
+
+
+def test_empty_lines_before_a_request_are_ignored() -> None:
+    c = Conn(answer=ok)
+    c.send(b"\r\n")
+    c.send(b"\r\nGET /a HTTP/1.1\r\n" + H + b"\r\n")
+    assert [r.target for r in c.requests] == [b"/a"] and c.out.startswith(b"HTTP/1.1 200")
+
+
+def test_bare_lf_in_an_unfinished_head_is_refused_at_once() -> None:
+    c = Conn()
+    c.send(b"GET /a HTTP/1.1\r\nHost: fe\nX: 1")
+    assert c.out.startswith(b"HTTP/1.1 400") and c.closed
