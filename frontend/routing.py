@@ -90,6 +90,17 @@ def parse_target(raw: bytes) -> Target:
     path, sep, query = raw.partition(b"?")
     if _BAD_PATH_BYTE.search(path):
         raise BadRequest("The request path holds characters that are not allowed.")
+    if b"%" not in path and b";" not in path:
+        # The common case, checked at once: visible ASCII (checked above),
+        # nothing encoded, no parameters.
+        plain = path[1:].decode("ascii").split("/")
+        if plain[-1] == "":
+            plain.pop()  # trailing slash
+        if "" in plain:
+            raise BadRequest("The request path has empty or encoded-slash segments.")
+        if "." in plain or ".." in plain:
+            raise BadRequest("The request path holds dot-segments.")
+        return Target(raw=raw, path=path, query=query if sep else None, segments=tuple(plain))
     parts = path[1:].split(b"/")
     if parts and parts[-1] == b"":
         parts.pop()  # trailing slash
@@ -123,15 +134,20 @@ def match_vdir(
 
     Matching is by whole segments and case-insensitive, as IIS matches them.
     """
-    lowered = tuple(s.lower() for s in target.segments)
+    segments = target.segments
+    first = segments[0].lower() if segments else None
     best: VirtualDirectory | None = None
+    longest = -1
     for vdir in vdirs:
-        n = len(vdir.segments)
-        if lowered[:n] == vdir.segments and (best is None or n > len(best.segments)):
-            best = vdir
+        want = vdir.segments
+        n = len(want)
+        if n <= longest or n > len(segments) or (n and want[0] != first):
+            continue
+        if n < 2 or tuple(s.lower() for s in segments[1:n]) == want[1:]:
+            best, longest = vdir, n
     if best is None:
         return None
-    return best, target.segments[len(best.segments) :]
+    return best, segments[longest:]
 
 
 def static_route(vdir: VirtualDirectory, target: Target, unavailable: Container[str] = ()) -> Route:

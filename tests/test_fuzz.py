@@ -200,3 +200,40 @@ def test_mailbox_urls_route_only_to_the_server_of_the_mailbox_they_name(
     owner = {"a.archer@example.com": "alice"}.get(named, named.removesuffix("@example.com"))
     assert outcome.servers == (MAILBOXES[owner],)
     assert outcome.target == raw
+
+
+_VDIRS = [
+    VirtualDirectory("/exchange", "mailbox", smtp_domain="example.com"),
+    VirtualDirectory("/Public", "public", tree="default"),
+    VirtualDirectory("/public/apps", "public", tree="Apps"),
+    VirtualDirectory("/exchweb/bin/x", "static", servers=("a",)),
+]
+
+
+def _longest_match(target: Any) -> Any:
+    """The vdir rule stated plainly: longest whole-segment prefix, case-insensitive."""
+    lowered = tuple(s.lower() for s in target.segments)
+    found = [v for v in _VDIRS if lowered[: len(v.segments)] == v.segments]
+    if not found:
+        return None
+    best = max(found, key=lambda v: len(v.segments))
+    return best, target.segments[len(best.segments) :]
+
+
+@FUZZ
+@given(
+    segments=st.lists(
+        st.sampled_from(["exchange", "EXCHANGE", "public", "Apps", "apps", "exchweb", "bin", "x"])
+        | st.from_regex(r"[A-Za-z0-9._~-]{1,4}", fullmatch=True),
+        max_size=5,
+    )
+)
+def test_vdir_match_is_the_longest_whole_segment_prefix(segments: list[str]) -> None:
+    from frontend.routing import match_vdir
+
+    raw = ("/" + "/".join(segments)).encode()
+    try:
+        target = parse_target(raw)
+    except BadRequest:
+        return
+    assert match_vdir(_VDIRS, target) == _longest_match(target)
