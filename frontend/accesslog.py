@@ -6,15 +6,33 @@ Events go through ``twisted.logger`` under the namespace
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
-__all__ = ["ACCESS_NAMESPACE", "access_log", "format_access", "is_access_event"]
+__all__ = ["ACCESS_NAMESPACE", "access_event", "access_log", "format_access", "is_access_event"]
 
 ACCESS_NAMESPACE = "feproxy.access"
 
 access_log = Logger(namespace=ACCESS_NAMESPACE)
+
+
+def access_event(**fields: Any) -> dict[str, Any]:
+    """An access event, as ``access_log.info("access", **fields)`` would make it.
+
+    Built here so that it can be handed straight to the access stream's
+    observer (see :class:`frontend.logs.Logging`).
+    """
+    return {
+        "log_logger": access_log,
+        "log_level": LogLevel.info,
+        "log_namespace": ACCESS_NAMESPACE,
+        "log_source": None,
+        "log_format": "access",
+        "log_time": time.time(),
+        **fields,
+    }
 
 
 def is_access_event(event: dict[str, Any]) -> bool:

@@ -98,16 +98,15 @@ def _serve(args: Any) -> int:
         fd, _, desc = item.partition("=")
         inherited[desc] = int(fd)
     access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
-    flush_access = start_logging(
-        access=access, level=args.log_level, json=args.log_json, clock=reactor
-    )
-    reactor.addSystemEventTrigger("after", "shutdown", flush_access)  # type: ignore[attr-defined]
+    logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
+    reactor.addSystemEventTrigger("after", "shutdown", logging.flush)  # type: ignore[attr-defined]
     service = FrontEndService(
         config,
         reactor,
         config_path=args.config,
         inherited=inherited,
         admin=args.worker_index == 0,
+        access=logging.access,
     )
     exit_code: list[int] = []
 

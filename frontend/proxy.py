@@ -16,10 +16,10 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import error as ierror
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
-from frontend.accesslog import access_log
+from frontend.accesslog import access_event
 from frontend.auth import Authenticator
 from frontend.config import Config
 from frontend.errors import (
@@ -142,7 +142,12 @@ class FrontEnd:
         reactor: Any,
         marks: UnavailableMarks,
         metrics: Metrics | None = None,
+        access: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``access`` receives an access event per request (by default the
+        global log publisher; ``feproxy serve`` gives the access stream's
+        own observer)."""
+        self._access = access if access is not None else globalLogPublisher
         self._runtime = runtime
         self._reactor = reactor
         self._marks = marks
@@ -373,16 +378,17 @@ class FrontEnd:
         if backend is not None:
             self.seen[backend] = (request.code, now)
         self._metrics.request_finished(info["vdir"], request.code, backend, now - started)
-        access_log.info(
-            "access",
-            client=request.peer,
-            user=info["user"],
-            method=request.method.decode("ascii", "replace"),
-            path=request.target.decode("ascii", "backslashreplace").replace('"', "%22"),
-            backend=backend,
-            vdir=info["vdir"],
-            status=request.code,
-            bytes=info["bytes"],
-            complete=info.get("complete", True),
-            duration=now - started,
+        self._access(
+            access_event(
+                client=request.peer,
+                user=info["user"],
+                method=request.method.decode("ascii", "replace"),
+                path=request.target.decode("ascii", "backslashreplace").replace('"', "%22"),
+                backend=backend,
+                vdir=info["vdir"],
+                status=request.code,
+                bytes=info["bytes"],
+                complete=info.get("complete", True),
+                duration=now - started,
+            )
         )

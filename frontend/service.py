@@ -49,9 +49,11 @@ class FrontEndService(MultiService):
         config_path: str | None = None,
         inherited: dict[str, int] | None = None,
         admin: bool = True,
+        access: Any = None,
     ) -> None:
         """``inherited`` maps listener descriptions to the listening sockets a
-        ``--workers`` master opened; ``admin`` False skips the admin listeners."""
+        ``--workers`` master opened; ``admin`` False skips the admin listeners;
+        ``access`` receives the access events (default: the global log publisher)."""
         super().__init__()
         self._inherited = inherited or {}
         self._serve_admin = admin
@@ -71,7 +73,7 @@ class FrontEndService(MultiService):
             config, reactor, self.marks, directory=self._directory_for(config)
         )
         self.loaded_at = reactor.seconds()
-        self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics)
+        self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics, access)
         self.limits = ClientLimits()
         self.factory = FrontEndFactory(self.frontend.handle, self.limits, reactor)
         self._set_limits(config)
