@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import os
+import re
 from hashlib import blake2b
 from typing import Any
 
@@ -24,6 +25,8 @@ from frontend.lookups import Lookups
 __all__ = ["parse_basic", "Authenticator"]
 
 log = Logger()
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def parse_basic(header: bytes | None) -> tuple[str, str]:
@@ -48,7 +51,7 @@ def parse_basic(header: bytes | None) -> tuple[str, str]:
         login, secret = user.decode("utf-8"), password.decode("utf-8")
     except UnicodeDecodeError:
         login, secret = user.decode("latin-1"), password.decode("latin-1")
-    if any(ord(c) < 0x20 for c in login):
+    if _CONTROL.search(login):
         raise BadRequest("The user name holds control characters.")
     return login, secret
 
