@@ -105,7 +105,8 @@ def _cpu_table(
             continue
         used = cpu[key]
         shown = [used.get(name) for _, name in columns]
-        others = sum(used.values()) - sum(v for v in shown if v is not None)
+        # A difference of sums can come out a hair below zero: never print "-0".
+        others = max(0.0, sum(used.values()) - sum(v for v in shown if v is not None))
         cells = " ".join(f"{'-':>13}" if v is None else f"{v:>13.0f}" for v in [*shown, others])
         print(f"  {label:<30} {cells} {sum(used.values()):>12.0f}")
 

@@ -125,6 +125,21 @@ def test_basic_credentials_round_trip(user: str, password: str) -> None:
 
 
 @FUZZ
+@given(
+    before=st.text(max_size=4).filter(lambda u: ":" not in u),
+    control=st.characters(max_codepoint=0x1F),
+)
+def test_user_name_with_control_characters_is_400(before: str, control: str) -> None:
+    """A control character in a Basic user name is refused before any lookup."""
+    header = b"Basic " + base64.b64encode(f"{before}{control}x:pw".encode())
+    try:
+        parse_basic(header)
+    except BadRequest:
+        return
+    raise AssertionError(f"accepted {before + control!r}")
+
+
+@FUZZ
 @given(values=st.lists(st.binary(max_size=40), max_size=3))
 def test_referral_lists_hold_only_host_names(values: list[bytes]) -> None:
     """Whatever a back end puts in X-Replica-Servers, only host-name-like entries survive."""
