@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -292,3 +294,55 @@ def test_bare_lf_in_an_unfinished_head_is_refused_at_once() -> None:
     c = Conn()
     c.send(b"GET /a HTTP/1.1\r\nHost: fe\nX: 1")
     assert c.out.startswith(b"HTTP/1.1 400") and c.closed
+
+
+_PIECES = st.sampled_from(
+    [
+        b"GET /a HTTP/1.1\r\n",
+        b"POST /b HTTP/1.1\r\n",
+        b"GET /c HTTP/1.0\r\n",
+        b"Host: fe\r\n",
+        b"Content-Length: 3\r\n",
+        b"Content-Length: 0\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Connection: close\r\n",
+        b"X: y\r\n",
+        b" folded\r\n",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"abc",
+        b"3\r\nxyz\r\n",
+        b"0\r\n\r\n",
+        b"\x00",
+    ]
+) | st.binary(max_size=4)
+
+
+def _feed(pieces: list[bytes]) -> tuple[list[tuple[bytes, bytes, bytes]], bytes, bool]:
+    c = Conn(ClientLimits(max_body_size=100), answer=ok)
+    for piece in pieces:
+        c.send(piece)
+    seen = [(r.method, r.target, r.body.data or b"") for r in c.requests]
+    return seen, c.out, c.closed
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(parts=st.lists(_PIECES, max_size=14), cuts=st.lists(st.integers(0, 200), max_size=6))
+def test_any_bytes_in_any_split_are_parsed_alike_or_refused_cleanly(
+    parts: list[bytes], cuts: list[int]
+) -> None:
+    """Whatever arrives, however TCP splits it, the same requests come out,
+    and anything refused gets one status line and a closed connection."""
+    data = b"".join(parts)
+    at = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[i:j] for i, j in zip([0, *at], [*at, len(data)], strict=True)]
+    whole = _feed([data])
+    split = _feed(pieces)
+    assert split == whole
+    seen, out, closed = whole
+    answers = out.count(b"HTTP/1.1 ")
+    assert answers >= len(seen)
+    if answers > len(seen):  # a refusal: the last answer, and the connection closed
+        last = out.rsplit(b"HTTP/1.1 ", 1)[1]
+        assert last[:1] in (b"4", b"5") and closed
