@@ -211,16 +211,15 @@ class FrontEnd:
             creq = self._client_request(request)
             route = await rt.router.route(creq, info.__setitem__)
             response, info["backend"] = await self._send(rt, request, creq, route, pending)
+            if gone:
+                response.abort()
+                return
+            self._start_response(rt, request, response, relay, info)
         except Exception as e:  # every failure is answered, see _answer_error
             if not gone:
                 self._answer_error(request, e, rt, info)
             else:
                 log.info("client went away: {e!r}", e=e)
-            return
-        if gone:
-            response.abort()
-            return
-        self._start_response(rt, request, response, relay, info)
 
     @staticmethod
     def _client_request(request: IncomingRequest) -> ClientRequest:
