@@ -38,11 +38,13 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from frontend.bodies import RequestBody
+from frontend.chunked import ChunkedDecoder
+from frontend.incoming import IncomingRequest
 from frontend.timers import Deadline
 from frontend.transport import send_now
-from frontend.upstream import EMPTY_BODY, RequestBody
 
-__all__ = ["ClientLimits", "ClientConnection", "FrontEndFactory", "IncomingRequest"]
+__all__ = ["ClientLimits", "ClientConnection", "FrontEndFactory"]
 
 log = Logger()
 
@@ -55,8 +57,6 @@ PAUSE_AT = 1 << 16  # pipelined bytes buffered before reading stops
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,18}\Z")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}\Z")
-_NO_BODY = frozenset({204, 304})
 
 
 class ClientLimits:
@@ -97,160 +97,6 @@ def _too_large(what: str) -> _Refused:
     )
 
 
-class IncomingRequest:
-    """One client request, head parsed and body read, and its response.
-
-    The handler answers with :meth:`respond`, :meth:`write` and
-    :meth:`finish` (or :meth:`cut` when the response cannot be completed).
-    ``on_gone`` is called if the client goes away before the response ends;
-    ``on_end`` once when the request is over, whichever way.
-    """
-
-    __slots__ = (
-        "method",
-        "target",
-        "version",
-        "headers",
-        "body",
-        "peer",
-        "secure",
-        "keep_alive",
-        "code",
-        "started",
-        "done",
-        "on_gone",
-        "on_end",
-        "_conn",
-        "_chunked",
-        "_bodyless",
-        "_head",
-    )
-
-    def __init__(
-        self,
-        conn: ClientConnection,
-        method: bytes,
-        target: bytes,
-        version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-    ) -> None:
-        self._conn = conn
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.body: RequestBody = EMPTY_BODY
-        self.peer: str = conn.peer
-        self.secure: bool = conn.secure
-        self.code = 0
-        self.started = False
-        self.done = False
-        self.on_gone: Callable[[], None] | None = None
-        self.on_end: Callable[[], None] | None = None
-        self._chunked = False
-        self._bodyless = False
-        self._head = b""
-
-    def header(self, name: bytes) -> list[bytes]:
-        """Every value of header ``name`` (lowercase)."""
-        return [v for n, v in self.headers if n.lower() == name]
-
-    def respond(
-        self, code: int, phrase: bytes, headers: list[tuple[bytes, bytes]], length: int | None
-    ) -> None:
-        """Write the status line and headers.
-
-        ``length`` is the body's length, or None when unknown: the body is
-        then sent chunked (or, to an HTTP/1.0 client, delimited by closing
-        the connection).  A HEAD request or a 204/304 answer has no body.
-        """
-        self.code = code
-        self.started = True
-        self._bodyless = self.method == b"HEAD" or code in _NO_BODY
-        lines = [b"HTTP/1.1 %d %s\r\n" % (code, phrase)]
-        lines += [b"%s: %s\r\n" % pair for pair in headers]
-        if code not in _NO_BODY:
-            if length is not None:
-                lines.append(b"Content-Length: %d\r\n" % length)
-            elif self._bodyless:
-                pass
-            elif self.version == b"HTTP/1.1":
-                self._chunked = True
-                lines.append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.keep_alive = False
-        if not self.keep_alive:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
-        # Held back until the first body bytes or the end, so that a small
-        # response leaves in one packet.
-        self._head = b"".join(lines)
-
-    def flush(self) -> None:
-        """Send the status line and headers now, even without body bytes."""
-        if self._head:
-            self._conn.send(self._head)
-            self._head = b""
-
-    def write(self, data: bytes) -> None:
-        if self._bodyless or not data or self.done:
-            return
-        if self._chunked:
-            data = b"%x\r\n%s\r\n" % (len(data), data)
-        if self._head:
-            data, self._head = self._head + data, b""
-        self._conn.send(data)
-
-    def finish(self) -> None:
-        """The response is complete."""
-        if self.done:
-            return
-        end = b"0\r\n\r\n" if self._chunked else b""
-        if self._head or end:
-            self._conn.send(self._head + end)
-            self._head = b""
-        self.done = True
-        self._conn.request_done(self, self.keep_alive)
-        self.ended()
-
-    def cut(self) -> None:
-        """The response cannot be completed: close the connection after what
-        was written, so the client sees the body short of its framing."""
-        if not self.done:
-            self.done = True
-            self.flush()
-            self._conn.request_done(self, False)
-            self.ended()
-
-    def abort(self) -> None:
-        if not self.done:
-            self.done = True
-            self._conn.request_done(self, False, abort=True)
-            self.ended()
-
-    def gone(self) -> None:
-        """The client went away before the response ended."""
-        if not self.done:
-            self.done = True
-            if self.on_gone is not None:
-                self.on_gone()
-            self.ended()
-
-    def ended(self) -> None:
-        end, self.on_end = self.on_end, None
-        if end is not None:
-            end()
-
-    def register_producer(self, producer: Any) -> None:
-        """Flow control: ``producer`` is paused while the client is slow."""
-        self._conn.register_producer(producer)
-
-    def unregister_producer(self) -> None:
-        self._conn.unregister_producer()
-
-
 class ClientConnection(Protocol):
     """One client connection: parses requests and hands them out one by one."""
 
@@ -266,6 +112,7 @@ class ClientConnection(Protocol):
         self._body_file: Any = None
         self._body_size = 0
         self._body_left = 0
+        self._decoder: ChunkedDecoder | None = None
         self._paused = False
         self._looping = False
         self._producer: Any = None
@@ -395,6 +242,7 @@ class ClientConnection(Protocol):
             self._body_parts, self._body_size = [], 0
             self._body_left = length
             self._state = "chunks" if chunked else "body"
+            self._decoder = ChunkedDecoder(strict=True) if chunked else None
             self._due(limits.body_timeout, "request body")
             return True
         self._dispatch()
@@ -516,58 +364,18 @@ class ClientConnection(Protocol):
         return True
 
     def _read_chunks(self) -> bool:
-        while True:
-            buf = self._buf
-            if self._body_left > 0:  # inside a chunk's data
-                take = buf[: self._body_left]
-                self._buf = buf[len(take) :]
-                self._body_left -= len(take)
-                self._take_body(take)
-                if self._body_left:
-                    return False
-                self._body_left = -1  # the CRLF after the data
-                continue
-            if self._body_left == -1:
-                if len(buf) < 2:
-                    return False
-                if buf[:2] != b"\r\n":
-                    raise _bad("chunk data not followed by CRLF")
-                self._buf = buf[2:]
-                self._body_left = 0
-                continue
-            if self._body_left == -2:  # trailers after the last chunk
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    if len(buf) > MAX_LINE:
-                        raise _too_large("trailer line too long")
-                    return False
-                self._buf = buf[end + 2 :]
-                if end == 0:
-                    self._end_body()
-                    return True
-                if b"\n" in buf[:end] or b"\r" in buf[:end]:
-                    raise _bad("bare CR or LF in a trailer")
-                continue
-            end = buf.find(b"\r\n")
-            if end == -1:
-                if len(buf) > 1024:
-                    raise _bad("chunk size line too long")
-                return False
-            size = buf[:end].split(b";", 1)[0].strip(b" \t")
-            if not _HEX.match(size) or b"\n" in buf[:end]:
-                raise _bad("invalid chunk size")
-            self._buf = buf[end + 2 :]
-            n = int(size, 16)
-            if n == 0:
-                self._body_left = -2
-            else:
-                if self._body_size + n > self.factory.limits.max_body_size:
-                    raise _Refused(
-                        b"413 Content Too Large",
-                        b"The request body is too large.",
-                        "body over limit",
-                    )
-                self._body_left = n
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            rest = decoder.feed(self._buf, self._take_body)
+        except ValueError as e:
+            raise _bad(f"invalid chunked body: {e}") from None
+        self._buf = rest
+        if not decoder.done:
+            return False
+        self._decoder = None
+        self._end_body()
+        return True
 
     def _end_body(self) -> None:
         request = self._request

@@ -30,7 +30,7 @@ from frontend.errors import (
     status_for,
 )
 from frontend.headers import backend_request_headers, client_response_headers
-from frontend.http1 import IncomingRequest
+from frontend.incoming import IncomingRequest
 from frontend.lookups import Lookups
 from frontend.marks import UnavailableMarks
 from frontend.metrics import Metrics

@@ -12,9 +12,8 @@ their lines with CRLF (a bare CR or LF is refused).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
-from typing import Protocol as _Protocol
 
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -26,57 +25,30 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from frontend.bodies import BodySink, RequestBody
+from frontend.chunked import ChunkedDecoder
 from frontend.errors import BackendFailed, GatewayTimeout
+from frontend.response_head import (
+    CHUNKED,
+    LENGTH,
+    MAX_HEAD,
+    UNTIL_CLOSE,
+    Malformed,
+    framing,
+    parse_head,
+)
 from frontend.timers import Deadline
 from frontend.transport import send_now
 
-__all__ = ["EMPTY_BODY", "BackendResponse", "BodySink", "RequestBody", "Upstream"]
+__all__ = ["BackendResponse", "Upstream"]
 
 log = Logger()
 
-MAX_HEAD = 64 * 1024
-MAX_HEADER_LINES = 100
 _SEND_CHUNK = 64 * 1024
 _NO_LENGTH_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"))
 _RETRYABLE_METHODS = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE"))
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_HEX = b"0123456789abcdefABCDEF"
 _COMPLETE = (True, "")
 _IDLE, _WAITING, _BODY, _CLOSED = range(4)  # connection states
-_LENGTH, _CHUNKED, _UNTIL_CLOSE = range(3)  # body framings
-
-
-class RequestBody:
-    """A client's request body, fully read; replayable (sent again after a referral).
-
-    Small bodies are ``data``; large ones a seekable ``file`` of ``length`` bytes.
-    """
-
-    __slots__ = ("data", "file", "length")
-
-    def __init__(
-        self, data: bytes | None = None, file: IO[bytes] | None = None, length: int = 0
-    ) -> None:
-        if data is None and file is None and length:
-            raise ValueError(f"a body of {length} bytes needs data or a file")
-        self.data = data
-        self.file = file
-        self.length = len(data) if data is not None else length
-
-
-EMPTY_BODY = RequestBody(b"")
-
-
-class BodySink(_Protocol):
-    """Receives a response body: payload bytes, then the end (reason "" when complete)."""
-
-    def body_data(self, data: bytes) -> None: ...
-
-    def body_end(self, complete: bool, reason: str) -> None: ...
-
-
-class _Malformed(Exception):
-    """The back end's answer breaks HTTP/1.1; the message says how."""
 
 
 class BackendResponse:
@@ -173,126 +145,6 @@ class BackendResponse:
         self._fire(failure)  # a no-op once cancelled
 
 
-def _parse_head(head: bytes) -> tuple[bool, int, bytes, list[tuple[bytes, bytes]]]:
-    """(HTTP/1.1?, code, phrase, headers) of a response head, without its blank line."""
-    lines = head.split(b"\r\n")
-    nl = len(lines) - 1
-    if nl > MAX_HEADER_LINES:
-        raise _Malformed(f"more than {MAX_HEADER_LINES} header lines")
-    if head.count(b"\n") != nl or head.count(b"\r") != nl:
-        raise _Malformed("bare CR or LF in the response head")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise _Malformed(f"bad status line {lines[0][:60]!r}")
-    if rest[3:4] not in (b"", b" "):
-        raise _Malformed(f"bad status line {lines[0][:60]!r}")
-    headers = []
-    for i in range(1, nl + 1):
-        name, colon, value = lines[i].partition(b":")
-        if not colon or not name or name.translate(None, _TCHAR):
-            raise _Malformed(f"bad header line {lines[i][:60]!r}")
-        headers.append((name, value.strip(b" \t")))
-    return version == b"HTTP/1.1", int(code), rest[4:], headers
-
-
-def _framing(
-    headers: list[tuple[bytes, bytes]], no_body: bool, keep: bool
-) -> tuple[int, int, bool]:
-    """(framing, length or -1 when unknown, reusable) of a response from its headers."""
-    lengths: list[bytes] = []
-    codings: list[bytes] = []
-    for name, value in headers:
-        n = len(name)
-        if n == 10 or n == 14 or n == 17:
-            lname = name.lower()
-            if lname == b"connection":
-                if b"close" in [t.strip(b" \t") for t in value.lower().split(b",")]:
-                    keep = False
-            elif lname == b"content-length":
-                lengths.append(value)
-            elif lname == b"transfer-encoding":
-                codings.append(value)
-    if no_body:
-        mode, length = _LENGTH, 0
-    elif codings:
-        if lengths:
-            raise _Malformed("both Content-Length and Transfer-Encoding")
-        last = b",".join(codings).rpartition(b",")[2].strip(b" \t").lower()
-        mode, length = (_CHUNKED, -1) if last == b"chunked" else (_UNTIL_CLOSE, -1)
-    elif lengths:
-        value = lengths[0]
-        if not value.isdigit() or len(value) > 18 or any(v != value for v in lengths):
-            raise _Malformed(f"bad Content-Length {value[:30]!r}")
-        mode, length = _LENGTH, int(value)
-    else:
-        mode, length = _UNTIL_CLOSE, -1
-    return mode, length, keep and mode != _UNTIL_CLOSE
-
-
-class _ChunkedDecoder:
-    """De-chunks a chunked body fed in pieces of any size; trailers are skipped."""
-
-    __slots__ = ("_buf", "_left", "_state", "_trailer", "done")
-    _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._left = self._trailer = 0
-        self._state = self._SIZE
-        self.done = False
-
-    def feed(self, data: bytes, out: Callable[[bytes], None]) -> bytes:
-        """Give the payload in ``data`` to ``out``; return the bytes after the body's end.
-
-        Raises ValueError when the framing is broken.
-        """
-        if self._buf:
-            data, self._buf = self._buf + data, b""
-        pos, n = 0, len(data)
-        while pos < n:
-            state = self._state
-            if state == self._DATA:
-                take = min(self._left, n - pos)
-                out(data if take == n else data[pos : pos + take])
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._state = self._DATA_END
-            elif state == self._DATA_END:
-                if data[pos : pos + 2] != b"\r\n"[: n - pos]:
-                    raise ValueError("no CRLF after chunk data")
-                if n - pos < 2:
-                    self._buf = data[pos:]
-                    return b""
-                pos += 2
-                self._state = self._SIZE
-            else:
-                eol = data.find(b"\n", pos)
-                if eol < 0:
-                    if n - pos > 4096:
-                        raise ValueError("chunk line too long")
-                    self._buf = data[pos:]
-                    return b""
-                line = data[pos:eol].rstrip(b"\r")
-                if state == self._TRAILER:
-                    self._trailer += eol + 1 - pos
-                    pos = eol + 1
-                    if not line:
-                        self.done = True
-                        return data[pos:]
-                    if self._trailer > MAX_HEAD:
-                        raise ValueError("trailers over 64 KiB")
-                    continue
-                pos = eol + 1
-                size = line.partition(b";")[0].strip(b" \t")
-                if not size or size.strip(_HEX) or len(size) > 15:
-                    raise ValueError(f"bad chunk size {line[:30]!r}")
-                self._left = int(size, 16)
-                self._state = self._DATA if self._left else self._TRAILER
-        return b""
-
-
 @implementer(IPullProducer)
 class _FileProducer:
     """Writes exactly ``length`` bytes of a body file as the connection drains.
@@ -347,9 +199,9 @@ class _Connection(Protocol):
         # the response timeout, or the idle timeout while pooled
         self._deadline = Deadline(upstream._reactor)
         self._producer: _FileProducer | None = None
-        self._mode = _LENGTH
+        self._mode = LENGTH
         self._left = 0
-        self._decoder: _ChunkedDecoder | None = None
+        self._decoder: ChunkedDecoder | None = None
         self._keep = False
         self._held = False  # paused because nobody reads the body yet
         self._paused = False  # paused by the caller
@@ -404,19 +256,19 @@ class _Connection(Protocol):
             end = buf.find(b"\r\n\r\n", start)
             if end < 0 or end > MAX_HEAD:
                 if len(buf) > MAX_HEAD:
-                    raise _Malformed("response head over 64 KiB")
+                    raise Malformed("response head over 64 KiB")
                 self._buf = buf
                 return
-            v11, code, phrase, headers = _parse_head(buf[:end])
+            v11, code, phrase, headers = parse_head(buf[:end])
             buf, start = buf[end + 4 :], 0
             if code >= 200:
                 break
             if code == 101 or code < 100:
-                raise _Malformed(f"unexpected status {code}")
+                raise Malformed(f"unexpected status {code}")
         ex = self._ex
         assert ex is not None
         no_body = code == 204 or code == 304 or ex._request.startswith(b"HEAD ")
-        mode, length, keep = _framing(headers, no_body, v11)
+        mode, length, keep = framing(headers, no_body, v11)
         ex.code, ex.phrase, ex.headers = code, phrase, headers
         ex.length = None if length < 0 else length
         if length == 0:
@@ -430,7 +282,7 @@ class _Connection(Protocol):
             self._deadline.clear()
             self._state, self._mode, self._keep = _BODY, mode, keep
             self._left, self._buf = length, buf
-            self._decoder = _ChunkedDecoder() if mode == _CHUNKED else None
+            self._decoder = ChunkedDecoder() if mode == CHUNKED else None
         ex._fire(ex)
 
     def _deliver(self, sink: BodySink) -> None:
@@ -448,7 +300,7 @@ class _Connection(Protocol):
 
     def _feed(self, data: bytes) -> None:
         mode = self._mode
-        if mode == _LENGTH:
+        if mode == LENGTH:
             left, n = self._left, len(data)
             if n < left:
                 self._left = left - n
@@ -457,7 +309,7 @@ class _Connection(Protocol):
             self._left = 0
             self._emit(data if n == left else data[:left])
             self._end_body(True, "", self._keep and n == left)
-        elif mode == _CHUNKED:
+        elif mode == CHUNKED:
             decoder = self._decoder
             assert decoder is not None
             try:
@@ -514,7 +366,7 @@ class _Connection(Protocol):
             ex._fire(GatewayTimeout(detail=f"{ex._server}: no response in {t}s"))
 
     def _crash(self, exc: Exception) -> None:
-        detail = str(exc) if isinstance(exc, _Malformed) else f"internal error: {exc!r}"
+        detail = str(exc) if isinstance(exc, Malformed) else f"internal error: {exc!r}"
         if self._state == _WAITING:
             ex = self._detach()
             self._close(abort=True)
@@ -555,7 +407,7 @@ class _Connection(Protocol):
             why = reason.getErrorMessage()
             ex._fire(BackendFailed(detail=f"{ex._server}: connection lost before the head ({why})"))
         elif state == _BODY:
-            if self._mode == _UNTIL_CLOSE and reason.check(ierror.ConnectionDone):
+            if self._mode == UNTIL_CLOSE and reason.check(ierror.ConnectionDone):
                 self._end_body(True, "", False)
             else:
                 self._end_body(False, f"connection lost: {reason.getErrorMessage()}", False)

@@ -17,7 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from frontend.http1 import PAUSE_AT, SPOOL, ClientConnection, ClientLimits, FrontEndFactory
-from frontend.http1 import IncomingRequest as Req
+from frontend.incoming import IncomingRequest as Req
 
 H = b"Host: fe\r\n"
 
@@ -187,6 +187,11 @@ def test_head_answer_keeps_its_length_and_sends_no_body() -> None:
         (b"POST /a HTTP/1.1\r\n" + H + b"Content-Length: 1e3\r\n\r\n", b"400"),
         (b"POST /a HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", b"400"),
         (b"POST /a HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n", b"400"),
+        (b"POST /a HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1\na\r\n", b"400"),
+        (
+            b"POST /a HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+            b"400",
+        ),
         (b"POST /a HTTP/1.1\r\n" + H + b"Content-Length: 2000\r\n\r\n", b"413"),
         (b"GET /a HTTP/1.1\r\n" + H + (b"X-L: " + b"v" * 1000 + b"\r\n") * 70, b"431"),
         (b"GET /" + b"a" * 20000, b"414"),
@@ -207,7 +212,7 @@ def test_chunked_body_over_the_limit_is_413_while_it_arrives() -> None:
     c.send(b"POST /a HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n")
     c.send(b"200\r\n" + b"x" * 512 + b"\r\n")
     assert c.out == b""
-    c.send(b"200\r\n")
+    c.send(b"200\r\n" + b"x" * 489)  # 1001 bytes in all
     assert c.out.startswith(b"HTTP/1.1 413") and c.closed
 
 

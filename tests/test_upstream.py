@@ -16,8 +16,10 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from frontend.bodies import EMPTY_BODY, RequestBody
+from frontend.chunked import ChunkedDecoder
 from frontend.errors import BackendFailed, GatewayTimeout
-from frontend.upstream import EMPTY_BODY, BackendResponse, RequestBody, Upstream, _ChunkedDecoder
+from frontend.upstream import BackendResponse, Upstream
 
 reactor: Any = global_reactor
 
@@ -361,7 +363,7 @@ async def test_response_dribbled_one_byte_per_write_is_parsed(env: Env) -> None:
 
 def test_chunked_decoder_fed_one_byte_at_a_time() -> None:
     """The decoder gives the payload and returns the bytes after the body's end."""
-    decoder = _ChunkedDecoder()
+    decoder = ChunkedDecoder()
     out: list[bytes] = []
     body = CHUNKED[CHUNKED.index(b"\r\n\r\n") + 4 :] + b"NEXT"
     rests = []
@@ -373,7 +375,7 @@ def test_chunked_decoder_fed_one_byte_at_a_time() -> None:
     assert b"".join(out) == b"hello 0123456789"
     assert decoder.done and i == len(body) - 5
     assert rests[-1] == b"" and b"".join(rests) == b""
-    whole = _ChunkedDecoder()
+    whole = ChunkedDecoder()
     assert whole.feed(body, out.append) == b"NEXT" and whole.done
 
 
@@ -392,7 +394,7 @@ def test_chunked_decoder_fed_one_byte_at_a_time() -> None:
 def test_chunked_decoder_refuses_broken_framing(body: bytes) -> None:
     """Bad sizes and missing CRLFs after data raise ValueError."""
     with pytest.raises(ValueError):
-        _ChunkedDecoder().feed(body, lambda data: None)
+        ChunkedDecoder().feed(body, lambda data: None)
 
 
 @pytest_twisted.ensureDeferred
