@@ -263,8 +263,9 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> Non
 
 
 def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path) -> None:
-    """A reload builds fresh (empty) caches, keeps unavailable marks, and an
-    invalid file leaves the running configuration in place."""
+    """A reload builds fresh (empty) caches and a fresh back-end pool (closing
+    the old one's idle connections), keeps unavailable marks, and an invalid
+    file leaves the running configuration in place."""
     from twisted.internet.testing import MemoryReactorClock
 
     from frontend.service import FrontEndService
@@ -280,8 +281,11 @@ def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path)
     assert before.lookups is not None
     before.lookups.user.put("alice", object())
     service.marks.mark("ex3.example.com")
+    closed: list[bool] = []
+    before.agent.close_idle = lambda: closed.append(True)
     assert service.reload(str(path))
     assert service.runtime is not before and len(service.runtime.lookups.user) == 0
+    assert closed == [True]  # the old pool's idle back-end connections go
     assert "ex3.example.com" in service.marks
     current = service.runtime
     (tmp_path / "fe.toml").write_text("[frontend\n")
