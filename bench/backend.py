@@ -34,7 +34,7 @@ from typing import Any
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 
-from frontend.transport import send_now
+from frontend.wire.transport import send_now
 
 __all__ = ["Reply", "ReplayFactory", "ReplayProtocol", "main", "parse_request_head"]
 

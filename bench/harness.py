@@ -240,7 +240,7 @@ class Bench:
         return path
 
     def _config_ok(self, path: Path) -> bool:
-        check = [sys.executable, "-m", "frontend.cli", "check-config", str(path)]
+        check = [sys.executable, "-m", "frontend", "check-config", str(path)]
         done = subprocess.run(check, capture_output=True, cwd=ROOT, timeout=60, check=False)
         return done.returncode == 0
 
@@ -274,7 +274,7 @@ class Bench:
         wait_port("127.0.0.1", self.fe_port, self.fe)
 
     def _serve(self, name: str, config: Path, *, workers: int | None, cpus: str | None) -> Child:
-        argv = [sys.executable, "-m", "frontend.cli", "serve", "--config", str(config)]
+        argv = [sys.executable, "-m", "frontend", "serve", "--config", str(config)]
         argv += ["--access-log", str(self.workdir / f"{name}.access.log")]
         if workers is not None:
             argv += ["--workers", str(workers)]
@@ -458,7 +458,7 @@ class Bench:
             self.results.workers = {"skipped": "not run (--no-workers or --quick)"}
             return
         help_text = subprocess.run(
-            [sys.executable, "-m", "frontend.cli", "serve", "--help"],
+            [sys.executable, "-m", "frontend", "serve", "--help"],
             capture_output=True,
             text=True,
             cwd=ROOT,

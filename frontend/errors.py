@@ -138,7 +138,7 @@ def status_for(failure: Failure | BaseException) -> ErrorAnswer:
     """Map any failure of request handling to the answer the client gets.
 
     Known front-end errors carry their own status (the back-end client,
-    :mod:`frontend.upstream`, raises them); Twisted's connection errors are
+    :mod:`frontend.wire.upstream`, raises them); Twisted's connection errors are
     translated; anything else is a 500 whose reason
     says nothing of the cause (the log gets the cause).
     """

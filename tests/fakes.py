@@ -21,13 +21,13 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from frontend.bodies import RequestBody
 from frontend.config import Config, parse_config
-from frontend.http1 import ClientLimits, FrontEndFactory
-from frontend.marks import UnavailableMarks
-from frontend.metrics import Metrics
+from frontend.ops.metrics import Metrics
 from frontend.proxy import FrontEnd as Handler
 from frontend.proxy import Runtime
+from frontend.routing.marks import UnavailableMarks
+from frontend.wire.bodies import RequestBody
+from frontend.wire.server import ClientLimits, FrontEndFactory
 
 
 @dataclass

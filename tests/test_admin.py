@@ -16,8 +16,8 @@ from treq.testing import StubTreq
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from frontend.admin import admin_resource, format_span, render_status_html
-from frontend.metrics import Metrics
+from frontend.ops.admin import admin_resource, format_span, render_status_html
+from frontend.ops.metrics import Metrics
 
 NOW = datetime(2025, 11, 21, 11, 54, 50, tzinfo=UTC).timestamp()
 HOSTILE = '<script>alert("x")</script>'

@@ -93,7 +93,7 @@ def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> N
         'servers = ["a"]\n'
     )
     r = subprocess.run(
-        [sys.executable, "-m", "frontend.cli", "check-config", str(bad)],
+        [sys.executable, "-m", "frontend", "check-config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,7 +103,7 @@ def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> N
     good = tmp_path / "good.toml"
     good.write_text(bad.read_text().replace('"eighty"', "8080"))
     r = subprocess.run(
-        [sys.executable, "-m", "frontend.cli", "check-config", str(good)],
+        [sys.executable, "-m", "frontend", "check-config", str(good)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -116,7 +116,7 @@ def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[frontend\n")
     r = subprocess.run(
-        [sys.executable, "-m", "frontend.cli", "serve", "--config", str(bad)],
+        [sys.executable, "-m", "frontend", "serve", "--config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,8 +12,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from frontend.demo_directory import DemoDirectory, start_demo_directory
-from frontend.directory import LdapDirectory, UserEntry
+from frontend.directory.ldap import LdapDirectory, UserEntry
+from frontend.ops.demo_directory import DemoDirectory, start_demo_directory
 
 LDIF = Path(__file__).resolve().parents[1] / "conf" / "directory.ldif"
 CONFIG = "cn=Configuration,dc=example,dc=com"

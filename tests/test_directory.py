@@ -21,8 +21,8 @@ from twisted.protocols.wire import Echo
 from twisted.python.threadpool import ThreadPool
 
 import tests.support.slapd as slapd_support
-from frontend.directory import (
-    DirectorySettings,
+from frontend.config.directory import DirectorySettings
+from frontend.directory.ldap import (
     LdapDirectory,
     UserEntry,
     normalize_dn,

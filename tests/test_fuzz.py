@@ -13,14 +13,14 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from frontend.auth import parse_basic
 from frontend.config import VirtualDirectory, parse_config
+from frontend.directory.credentials import parse_basic
+from frontend.directory.lookups import Lookups
 from frontend.errors import AuthenticationRequired, BadRequest, NotFound, ProxyError
-from frontend.headers import connection_tokens
-from frontend.lookups import Lookups
-from frontend.marks import UnavailableMarks
-from frontend.router import ClientRequest, Router
-from frontend.routing import mailbox_logon, parse_replica_servers, parse_target
+from frontend.routing.decisions import mailbox_logon, parse_replica_servers, parse_target
+from frontend.routing.marks import UnavailableMarks
+from frontend.routing.resolver import ClientRequest, Router
+from frontend.wire.headers import connection_tokens
 from tests.fakes import MAILBOX_CONFIG, fake_directory
 
 FUZZ = settings(
@@ -244,7 +244,7 @@ def _longest_match(target: Any) -> Any:
     )
 )
 def test_vdir_match_is_the_longest_whole_segment_prefix(segments: list[str]) -> None:
-    from frontend.routing import match_vdir
+    from frontend.routing.decisions import match_vdir
 
     raw = ("/" + "/".join(segments)).encode()
     try:

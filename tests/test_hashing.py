@@ -1,4 +1,4 @@
-"""Tests for frontend.hashing: sticky, balanced choice of a public-folder server."""
+"""Tests for frontend.routing.hashing: sticky, balanced choice of a public-folder server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.hashing import (
+from frontend.routing.hashing import (
     DEFAULT_POLICY,
     POLICIES,
     ExchangePolicy,
@@ -229,7 +229,7 @@ def test_choices_are_the_same_in_another_process_with_another_hash_seed() -> Non
     here = {name: [policy.order(t, servers) for t in tokens] for name, policy in POLICIES.items()}
     code = (
         "import json, sys\n"
-        "from frontend.hashing import POLICIES\n"
+        "from frontend.routing.hashing import POLICIES\n"
         "tokens, servers = json.loads(sys.stdin.read())\n"
         "tokens = [bytes.fromhex(t) for t in tokens]\n"
         "print(json.dumps({n: [p.order(t, servers) for t in tokens]\n"

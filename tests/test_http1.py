@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from frontend.http1 import PAUSE_AT, SPOOL, ClientLimits, FrontEndFactory
-from frontend.incoming import IncomingRequest as Req
+from frontend.wire.incoming import IncomingRequest as Req
+from frontend.wire.server import PAUSE_AT, SPOOL, ClientLimits, FrontEndFactory
 
 H = b"Host: fe\r\n"
 

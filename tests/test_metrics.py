@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from frontend.lookups import CachedLookup
-from frontend.metrics import DURATION_BUCKETS, Metrics
+from frontend.directory.lookups import CachedLookup
+from frontend.ops.metrics import DURATION_BUCKETS, Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

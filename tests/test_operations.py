@@ -14,9 +14,9 @@ import ldap3
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import DirectoryUnavailable
-from frontend.hashing import POLICIES
-from frontend.watch import DirectoryWatcher
+from frontend.routing.hashing import POLICIES
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD
@@ -268,7 +268,7 @@ def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path)
     file leaves the running configuration in place."""
     from twisted.internet.testing import MemoryReactorClock
 
-    from frontend.service import FrontEndService
+    from frontend.ops.service import FrontEndService
     from tests.fakes import MAILBOX_CONFIG
     from tests.support.configs import write_config
 

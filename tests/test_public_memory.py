@@ -10,7 +10,7 @@ from twisted.web.http_headers import Headers
 
 from frontend.config import parse_config
 from frontend.errors import GatewayTimeout
-from frontend.hashing import POLICIES
+from frontend.routing.hashing import POLICIES
 from tests.fakes import (
     APPS,
     MAILBOX_CONFIG,

@@ -6,7 +6,7 @@ import pytest
 
 from frontend.config import VirtualDirectory
 from frontend.errors import BadRequest
-from frontend.routing import (
+from frontend.routing.decisions import (
     implicit_target,
     mailbox_logon,
     match_vdir,

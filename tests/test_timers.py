@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from frontend.timers import Deadline
+from frontend.wire.timers import Deadline
 
 
 def test_action_runs_when_due_and_not_before() -> None:

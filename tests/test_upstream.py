@@ -16,10 +16,10 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from frontend.bodies import EMPTY_BODY, RequestBody
-from frontend.chunked import ChunkedDecoder
 from frontend.errors import BackendFailed, GatewayTimeout
-from frontend.upstream import BackendResponse, Upstream
+from frontend.wire.bodies import EMPTY_BODY, RequestBody
+from frontend.wire.chunked import ChunkedDecoder
+from frontend.wire.upstream import BackendResponse, Upstream
 
 reactor: Any = global_reactor
 

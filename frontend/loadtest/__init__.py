@@ -1,7 +1,7 @@
 """``feproxy loadtest``: how users spread over public-folder replicas, and how
 many move when a replica is added, removed or fails.
 
-Two modes: ``offline`` hashes synthetic tokens with :mod:`frontend.hashing`
+Two modes: ``offline`` hashes synthetic tokens with :mod:`frontend.routing.hashing`
 (no network; a million users in seconds); ``live`` drives users through a
 running ``feproxy serve`` (started on loopback with a generated directory and
 stub farm, or one that runs already) and attributes every answer to the back

@@ -31,7 +31,7 @@ MAX_CONCURRENCY: Final = 1024
 _EPILOG = """\
 exit status: 0 done; 1 could not run (stack or target failed, time limit);
 2 bad arguments; 3 done, but requests failed, a user was seen on two servers
-while nothing changed, or (own stack) a user was routed unlike frontend.hashing
+while nothing changed, or (own stack) a user was routed unlike frontend.routing.hashing
 predicts; 130 interrupted.
 """
 

@@ -1,7 +1,7 @@
 """``python -m frontend.loadtest.ldaptor_child --ldif FILE --port N``.
 
 Serves an LDIF file from ldaptor's in-memory directory
-(:mod:`frontend.demo_directory`) on ``127.0.0.1:N`` in a process of its own,
+(:mod:`frontend.ops.demo_directory`) on ``127.0.0.1:N`` in a process of its own,
 for the live load test when slapd is not installed.  Prints
 :data:`READY_LINE` once it listens; runs until SIGTERM or SIGINT.  It has no
 access control: the service account may also add and delete entries.
@@ -21,7 +21,7 @@ READY_LINE: Final = "ldaptor directory ready"
 async def _serve(reactor: Any, ldif: str, port: int) -> None:
     from twisted.internet.defer import Deferred
 
-    from frontend.demo_directory import start_demo_directory
+    from frontend.ops.demo_directory import start_demo_directory
 
     directory = await start_demo_directory(reactor, ldif, port=port)
     reactor.addSystemEventTrigger("before", "shutdown", directory.stop)

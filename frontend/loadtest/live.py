@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from frontend.hashing import choose, policy_named
 from frontend.loadtest.driver import Driver, Observation
 from frontend.loadtest.progress import NullProgress, Progress
 from frontend.loadtest.report import Distribution, Movement, RoundTiming, Run, Traffic
 from frontend.loadtest.scenario import Change, plan_change
 from frontend.loadtest.stats import percentile
 from frontend.loadtest.targets import Target, TargetError
+from frontend.routing.hashing import choose, policy_named
 
 __all__ = ["LivePlan", "change_round", "run_live", "summarize"]
 

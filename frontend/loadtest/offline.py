@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from frontend.hashing import choose, policy_named
 from frontend.loadtest.progress import NullProgress, Progress
 from frontend.loadtest.report import Distribution, Movement, Run
 from frontend.loadtest.scenario import Change, plan_change, server_name, server_names
+from frontend.routing.hashing import choose, policy_named
 
 __all__ = ["MAX_USERS", "OfflinePlan", "simulate", "synthetic_tokens"]
 

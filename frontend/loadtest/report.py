@@ -281,7 +281,7 @@ class Traffic:
     concurrency: int
     stickiness_violations_before: int
     stickiness_violations_after: int | None
-    prediction_mismatches: int | None  # users routed unlike frontend.hashing predicts
+    prediction_mismatches: int | None  # users routed unlike frontend.routing.hashing predicts
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from frontend.directory import DirectorySettings
+from frontend.config.directory import DirectorySettings
+from frontend.directory import ldap as _ldap  # noqa: F401 - imports ldap3 with its warning silenced
 
-# frontend.directory imports ldap3 with its import-time DeprecationWarning
+# frontend.directory.ldap imports ldap3 with its import-time DeprecationWarning
 # silenced; import it before using ldap3 here.
 from frontend.loadtest.procs import spawn, stop_process
 
@@ -323,7 +324,7 @@ class Slapd:
         return False
 
     def _accepts_bind(self) -> bool:
-        from ldap3 import Connection, Server  # after frontend.directory
+        from ldap3 import Connection, Server  # after frontend.directory.ldap
         from ldap3.core.exceptions import LDAPException
 
         try:

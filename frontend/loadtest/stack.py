@@ -200,7 +200,7 @@ class LiveStack:
         access = self.workdir / "access.log"
         self._serve = Child(
             "serve",
-            [sys.executable, "-m", "frontend.cli", "serve", "--config", str(self.config_path)]
+            [sys.executable, "-m", "frontend", "serve", "--config", str(self.config_path)]
             + ["--access-log", str(access)],
             self.workdir,
             REPO,

@@ -130,7 +130,9 @@ def _traffic(t: Traffic) -> list[str]:
     sticky = f"stickiness violations: {t.stickiness_violations_before:,} before the change"
     sticky += "" if after is None else f", {after:,} after"
     if t.prediction_mismatches is not None:
-        sticky += f"; users routed unlike frontend.hashing predicts: {t.prediction_mismatches:,}"
+        sticky += (
+            f"; users routed unlike frontend.routing.hashing predicts: {t.prediction_mismatches:,}"
+        )
     return [*lines, sticky]
 
 

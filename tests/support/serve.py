@@ -39,7 +39,7 @@ class ServeProcess:
         """``feproxy ARGS...`` with its logs in LOGS.access.log and LOGS.err.log."""
         access = logs.with_suffix(".access.log")
         errors = logs.with_suffix(".err.log")
-        argv = [sys.executable, "-m", "frontend.cli", *args]
+        argv = [sys.executable, "-m", "frontend", *args]
         with access.open("wb") as out, errors.open("wb") as err:
             proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT)
         self = cls(proc, access, errors)

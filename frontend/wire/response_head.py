@@ -1,6 +1,6 @@
 """A back end's response head: parsed strictly, and how its body is framed.
 
-Pure functions, for :mod:`frontend.upstream`.  Lines must end with CRLF;
+Pure functions, for :mod:`frontend.wire.upstream`.  Lines must end with CRLF;
 header names must be tokens; Content-Length with Transfer-Encoding, or
 lengths that disagree, are refused (:class:`Malformed`).
 """

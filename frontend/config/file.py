@@ -119,7 +119,7 @@ def parse_config(
     vdirs = _vdirs(data.get("vdirs"))
     directory = None
     if "directory" in data:
-        from frontend.directory_config import parse_directory
+        from frontend.config.directory import parse_directory
 
         directory = parse_directory(_table(data, "directory", ""), "directory", base)
     needs_directory = frontend.authenticate or any(v.kind in ("mailbox", "public") for v in vdirs)

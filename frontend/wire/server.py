@@ -38,11 +38,11 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from frontend.bodies import RequestBody
-from frontend.chunked import ChunkedDecoder
-from frontend.incoming import IncomingRequest
-from frontend.timers import Deadline
-from frontend.transport import send_now
+from frontend.wire.bodies import RequestBody
+from frontend.wire.chunked import ChunkedDecoder
+from frontend.wire.incoming import IncomingRequest
+from frontend.wire.timers import Deadline
+from frontend.wire.transport import send_now
 
 __all__ = ["ClientLimits", "ClientConnection", "FrontEndFactory"]
 

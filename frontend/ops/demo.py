@@ -20,7 +20,7 @@ from frontend.errors import ConfigError
 
 __all__ = ["run_demo", "CONF", "BANNER"]
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 log = Logger()
 
@@ -47,8 +47,8 @@ def run_demo(args: Any) -> int:
     from twisted.internet import reactor
 
     from backend_stub.topology import load_topology
-    from frontend.cli import load_or_report
-    from frontend.logs import start_logging
+    from frontend.ops.configfile import load_or_report
+    from frontend.ops.logs import start_logging
 
     config = load_or_report(args.config)
     if config is None:
@@ -72,8 +72,8 @@ def run_demo(args: Any) -> int:
 
 async def _start(reactor: Any, config: Config, topology: Any, ldif: str) -> None:
     from backend_stub.farm import StubFarm
-    from frontend.demo_directory import start_demo_directory
-    from frontend.service import FrontEndService
+    from frontend.ops.demo_directory import start_demo_directory
+    from frontend.ops.service import FrontEndService
 
     if config.directory is None:
         raise ConfigError("directory", "the demo needs a [directory] section")

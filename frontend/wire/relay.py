@@ -1,6 +1,6 @@
 """Streaming a back end's response body to the client, with flow control.
 
-:class:`ResponseRelay` is the body's sink (see :mod:`frontend.upstream`) and
+:class:`ResponseRelay` is the body's sink (see :mod:`frontend.wire.upstream`) and
 the client connection's producer: while the client is slow, the back-end
 connection is not read; when the client goes away, the back-end connection
 is aborted.  A back end that sends nothing for ``idle_timeout`` seconds
@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from frontend.timers import Deadline
+from frontend.wire.timers import Deadline
 
 __all__ = ["ResponseRelay", "Drain"]
 

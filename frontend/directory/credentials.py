@@ -19,8 +19,8 @@ from cachetools import TTLCache
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from frontend.directory.lookups import Lookups
 from frontend.errors import AuthenticationRequired, BadRequest
-from frontend.lookups import Lookups
 
 __all__ = ["parse_basic", "Authenticator"]
 

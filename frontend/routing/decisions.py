@@ -1,6 +1,6 @@
 """The routing decision: pure functions over the request and directory facts.
 
-Nothing here does I/O.  :mod:`frontend.router` fetches the facts a decision
+Nothing here does I/O.  :mod:`frontend.routing.resolver` fetches the facts a decision
 needs (from the directory, through caches) and calls these functions; tests
 call them with plain values.
 
@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from frontend.config import VirtualDirectory
 from frontend.errors import BadRequest, Forbidden, NotFound, ReferralLoop
-from frontend.hashing import HashPolicy
+from frontend.routing.hashing import HashPolicy
 
 __all__ = [
     "Target",

@@ -1,6 +1,6 @@
 """The router: finds the facts a routing decision needs, then decides.
 
-The decisions themselves are the pure functions of :mod:`frontend.routing`;
+The decisions themselves are the pure functions of :mod:`frontend.routing.decisions`;
 this class only gathers what they need (authentication, directory lookups
 through caches) for each kind of virtual directory.
 """
@@ -14,8 +14,7 @@ from typing import Any
 
 from frontend.config import Config, VirtualDirectory
 from frontend.errors import Forbidden, NotFound
-from frontend.hashing import HashPolicy, policy_named
-from frontend.routing import (
+from frontend.routing.decisions import (
     Route,
     Target,
     check_mailbox_owner,
@@ -29,6 +28,7 @@ from frontend.routing import (
     referral_candidates,
     static_route,
 )
+from frontend.routing.hashing import HashPolicy, policy_named
 
 __all__ = ["ClientRequest", "Router"]
 

@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from frontend.errors import DirectoryUnavailable
 
 if TYPE_CHECKING:
-    from frontend.directory import DirectorySettings
+    from frontend.config.directory import DirectorySettings
 
 with warnings.catch_warnings():
     # ldap3 2.9.1 imports tagMap and typeMap from pyasn1's BER encoder, which

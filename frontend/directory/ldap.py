@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from twisted.application.service import Service
@@ -27,7 +27,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from frontend.ldap_pool import FAILURES, LdapPool
+from frontend.config.directory import DirectorySettings
+from frontend.directory.pool import FAILURES, LdapPool
 
 with warnings.catch_warnings():
     # ldap3 2.9.1 imports tagMap and typeMap from pyasn1's BER encoder, which
@@ -45,9 +46,6 @@ with warnings.catch_warnings():
     from ldap3.utils.dn import parse_dn
 
 __all__ = [
-    "AttributeNames",
-    "ObjectClassNames",
-    "DirectorySettings",
     "UserEntry",
     "LdapDirectory",
     "normalize_dn",
@@ -71,60 +69,6 @@ _SIZE_LIMIT_EXCEEDED = 4
 
 # Raw attributes as read: attribute name (lower case) -> values.
 _Raw = Mapping[str, Sequence[bytes]]
-
-
-@dataclass(frozen=True)
-class AttributeNames:
-    """Every directory attribute name the front end uses (AD names)."""
-
-    sam_account_name: str = "sAMAccountName"
-    user_principal_name: str = "userPrincipalName"
-    proxy_addresses: str = "proxyAddresses"
-    home_mdb: str = "homeMDB"
-    home_server_name: str = "msExchHomeServerName"
-    protocol_settings: str = "protocolSettings"
-    object_guid: str = "objectGUID"
-    object_sid: str = "objectSid"
-    owning_server: str = "msExchOwningServer"
-    home_public_mdb: str = "msExchHomePublicMDB"
-    owning_pf_tree: str = "msExchOwningPFTree"
-    pf_tree_type: str = "msExchPFTreeType"
-    dns_host_name: str = "dNSHostName"
-    legacy_exchange_dn: str = "legacyExchangeDN"
-    common_name: str = "cn"
-
-
-@dataclass(frozen=True)
-class ObjectClassNames:
-    """The object classes the front end's filters select (AD names)."""
-
-    user: str = "user"
-    public_mdb: str = "msExchPublicMDB"
-    pf_tree: str = "msExchPFTree"
-
-
-@dataclass(frozen=True)
-class DirectorySettings:
-    """Where the directory is and how to use it."""
-
-    url: str  # ldap://host:port (ldaps:// for TLS)
-    bind_dn: str
-    bind_password: str
-    base_dn: str  # where users are searched (subtree)
-    config_dn: str  # where servers, stores and trees are searched (subtree)
-    netbios_domain: str | None = None  # accepts DOMAIN\user logins when it matches
-    timeout: float = 5.0  # connect and per-operation timeout, seconds
-    pool_size: int = 4  # threads = connections
-    poll_interval: float = 60.0  # seconds between configuration change polls; 0: never
-    change_attribute: str = "modifyTimestamp"  # or uSNChanged on Active Directory
-    attributes: AttributeNames = field(default_factory=AttributeNames)
-    object_classes: ObjectClassNames = field(default_factory=ObjectClassNames)
-
-    def __post_init__(self) -> None:
-        if self.pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, not {self.pool_size}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,16 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from frontend.admin import admin_resource
 from frontend.config import Config, load_config
+from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import ConfigError
-from frontend.http1 import ClientLimits, FrontEndFactory
-from frontend.listen import Listener, make_listener
-from frontend.marks import UnavailableMarks
-from frontend.metrics import Metrics
+from frontend.ops.admin import admin_resource
+from frontend.ops.listen import Listener, make_listener
+from frontend.ops.metrics import Metrics
+from frontend.ops.status import build_status
 from frontend.proxy import FrontEnd, Runtime
-from frontend.status import build_status
-from frontend.watch import DirectoryWatcher
+from frontend.routing.marks import UnavailableMarks
+from frontend.wire.server import ClientLimits, FrontEndFactory
 
 __all__ = ["QuietSite", "FrontEndService"]
 
@@ -147,7 +147,7 @@ class FrontEndService(MultiService):
         self._directory_settings = settings
         self._directory = self._watcher = None
         if settings is not None:
-            from frontend.directory import LdapDirectory
+            from frontend.directory.ldap import LdapDirectory
 
             self._directory = LdapDirectory(
                 settings, self._reactor, observe=self.metrics.ldap_query

@@ -28,7 +28,7 @@ from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.python import components
 from twisted.python.failure import Failure
 
-from frontend.directory import DirectorySettings
+from frontend.config.directory import DirectorySettings
 
 with warnings.catch_warnings():
     # ldaptor 21.2 builds its filter grammar with pyparsing 2 names that

@@ -1,16 +1,71 @@
-"""The ``[directory]`` table of the configuration file."""
+"""The ``[directory]`` table of the configuration file: where the directory is,
+how to use it, and the attribute and object class names it uses."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from frontend.directory import AttributeNames, DirectorySettings
 from frontend.errors import ConfigError
 
-__all__ = ["parse_directory"]
+__all__ = ["AttributeNames", "DirectorySettings", "ObjectClassNames", "parse_directory"]
+
+
+@dataclass(frozen=True)
+class AttributeNames:
+    """Every directory attribute name the front end uses (AD names)."""
+
+    sam_account_name: str = "sAMAccountName"
+    user_principal_name: str = "userPrincipalName"
+    proxy_addresses: str = "proxyAddresses"
+    home_mdb: str = "homeMDB"
+    home_server_name: str = "msExchHomeServerName"
+    protocol_settings: str = "protocolSettings"
+    object_guid: str = "objectGUID"
+    object_sid: str = "objectSid"
+    owning_server: str = "msExchOwningServer"
+    home_public_mdb: str = "msExchHomePublicMDB"
+    owning_pf_tree: str = "msExchOwningPFTree"
+    pf_tree_type: str = "msExchPFTreeType"
+    dns_host_name: str = "dNSHostName"
+    legacy_exchange_dn: str = "legacyExchangeDN"
+    common_name: str = "cn"
+
+
+@dataclass(frozen=True)
+class ObjectClassNames:
+    """The object classes the front end's filters select (AD names)."""
+
+    user: str = "user"
+    public_mdb: str = "msExchPublicMDB"
+    pf_tree: str = "msExchPFTree"
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """Where the directory is and how to use it."""
+
+    url: str  # ldap://host:port (ldaps:// for TLS)
+    bind_dn: str
+    bind_password: str
+    base_dn: str  # where users are searched (subtree)
+    config_dn: str  # where servers, stores and trees are searched (subtree)
+    netbios_domain: str | None = None  # accepts DOMAIN\user logins when it matches
+    timeout: float = 5.0  # connect and per-operation timeout, seconds
+    pool_size: int = 4  # threads = connections
+    poll_interval: float = 60.0  # seconds between configuration change polls; 0: never
+    change_attribute: str = "modifyTimestamp"  # or uSNChanged on Active Directory
+    attributes: AttributeNames = field(default_factory=AttributeNames)
+    object_classes: ObjectClassNames = field(default_factory=ObjectClassNames)
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, not {self.pool_size}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+
 
 _KEYS = {
     "url",

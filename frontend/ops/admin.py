@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from frontend.metrics import Metrics
+from frontend.ops.metrics import Metrics
 
 __all__ = ["AdminResource", "admin_resource", "format_span", "render_status_html"]
 

@@ -20,7 +20,7 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-from frontend.accesslog import format_access, is_access_event
+from frontend.proxy.accesslog import format_access, is_access_event
 
 __all__ = ["Logging", "start_logging", "LEVELS"]
 

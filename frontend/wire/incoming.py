@@ -1,7 +1,7 @@
 """One client request as the handler sees it, and the response it writes.
 
 :class:`IncomingRequest` is made by a client connection
-(:mod:`frontend.http1`) once the request's head is parsed and its body read;
+(:mod:`frontend.wire.server`) once the request's head is parsed and its body read;
 the handler answers through it, and the connection frames what it writes.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from frontend.bodies import EMPTY_BODY, RequestBody
+from frontend.wire.bodies import EMPTY_BODY, RequestBody
 
 if TYPE_CHECKING:
-    from frontend.http1 import ClientConnection
+    from frontend.wire.server import ClientConnection
 
 __all__ = ["IncomingRequest"]
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from frontend.config import Config
-from frontend.listen import parse_endpoint
+from frontend.ops.listen import parse_endpoint
 
 __all__ = ["open_sockets", "run_master"]
 
@@ -56,7 +56,7 @@ def _worker_command(args: Any, index: int, sockets: dict[str, socket.socket]) ->
     command = [
         sys.executable,
         "-m",
-        "frontend.cli",
+        "frontend",
         "serve",
         "--config",
         args.config,

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frontend.errors import ConfigError
+from frontend.ops.configfile import load_or_report
 
 if TYPE_CHECKING:
-    from frontend.config import Config
+    pass
 
 __all__ = ["main"]
 
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
 
     demo = sub.add_parser("demo", help="run directory, stub farm and front end together")
-    conf = Path(__file__).resolve().parent.parent / "conf"
+    conf = Path(__file__).resolve().parents[2] / "conf"
     demo.add_argument("--config", default=str(conf / "feproxy.toml"))
     demo.add_argument("--topology", default=str(conf / "topology.toml"))
     demo.add_argument("--ldif", default=str(conf / "directory.ldif"))
@@ -57,20 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from frontend.loadtest.cli import run
 
         return run(args)
-    from frontend.demo import run_demo
+    from frontend.ops.demo import run_demo
 
     return run_demo(args)
-
-
-def load_or_report(path: str) -> Config | None:
-    """The validated configuration, or None after printing why it is invalid."""
-    from frontend.config import load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        print(f"feproxy: {path}: {e}", file=sys.stderr)
-        return None
 
 
 def _check(path: str) -> int:
@@ -83,14 +72,14 @@ def _check(path: str) -> int:
 def _serve(args: Any) -> int:
     from twisted.internet import reactor
 
-    from frontend.logs import start_logging
-    from frontend.service import FrontEndService
+    from frontend.ops.logs import start_logging
+    from frontend.ops.service import FrontEndService
 
     config = load_or_report(args.config)
     if config is None:
         return 1
     if args.workers > 1:
-        from frontend.workers import run_master
+        from frontend.ops.workers import run_master
 
         return run_master(args, config)
     inherited = {}

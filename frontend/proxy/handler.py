@@ -1,6 +1,6 @@
 """The front end's request handler: route, forward, relay, answer errors.
 
-Every request the client connections (:mod:`frontend.http1`) read goes
+Every request the client connections (:mod:`frontend.wire.server`) read goes
 through :meth:`FrontEnd.handle`.  It takes the current :class:`Runtime` (a
 configuration and everything built from it), so a configuration swapped in
 while a request is in flight does not affect it.  Every failure is answered
@@ -10,7 +10,7 @@ by :meth:`FrontEnd._answer_error`, through :func:`frontend.errors.status_for`.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -19,9 +19,6 @@ from twisted.internet import error as ierror
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
-from frontend.accesslog import access_event
-from frontend.auth import Authenticator
-from frontend.config import Config
 from frontend.errors import (
     AuthenticationRequired,
     BadRequest,
@@ -29,17 +26,17 @@ from frontend.errors import (
     ReferralLoop,
     status_for,
 )
-from frontend.headers import backend_request_headers, client_response_headers
-from frontend.incoming import IncomingRequest
-from frontend.lookups import Lookups
-from frontend.marks import UnavailableMarks
-from frontend.metrics import Metrics
-from frontend.relay import Drain, ResponseRelay
-from frontend.router import ClientRequest, Router
-from frontend.routing import Route, parse_replica_servers, parse_target
-from frontend.upstream import Upstream
+from frontend.proxy.accesslog import access_event
+from frontend.proxy.interfaces import NO_OBSERVER, ProxyObserver
+from frontend.proxy.runtime import Runtime
+from frontend.routing.decisions import Route, parse_replica_servers, parse_target
+from frontend.routing.marks import UnavailableMarks
+from frontend.routing.resolver import ClientRequest
+from frontend.wire.headers import backend_request_headers, client_response_headers
+from frontend.wire.incoming import IncomingRequest
+from frontend.wire.relay import Drain, ResponseRelay
 
-__all__ = ["Runtime", "FrontEnd", "CONNECT_FAILURES"]
+__all__ = ["FrontEnd", "CONNECT_FAILURES"]
 
 log = Logger()
 
@@ -85,54 +82,6 @@ def _resume(result: Any, coro: Coroutine[Any, Any, None]) -> None:
     _drive(coro, result)
 
 
-@dataclass
-class Runtime:
-    """One configuration and what is built from it.
-
-    ``directory`` is shared between runtimes while its settings stay the same
-    (see :class:`frontend.service.FrontEndService`); caches belong to one
-    runtime, so a reload starts with empty caches.
-    """
-
-    config: Config
-    router: Router
-    agent: Any
-    lookups: Lookups | None = None
-    auth: Authenticator | None = None
-
-    @classmethod
-    def build(
-        cls,
-        config: Config,
-        reactor: Any,
-        marks: UnavailableMarks,
-        *,
-        directory: Any = None,
-        agent: Any = None,
-    ) -> Runtime:
-        """Build from ``config``; ``agent`` replaces the back-end client in tests."""
-        fe = config.frontend
-        if agent is None:
-            agent = Upstream(
-                reactor,
-                port=fe.backend_port,
-                connect_timeout=fe.connect_timeout,
-                response_timeout=fe.response_timeout,
-                hosts=config.hosts,
-                max_idle_per_backend=fe.max_idle_per_backend,
-                idle_timeout=fe.idle_timeout,
-            )
-        lookups = auth = None
-        if directory is not None:
-            lookups = Lookups(directory, reactor, ttl=fe.cache_ttl, maxsize=fe.cache_size)
-            if fe.authenticate:
-                auth = Authenticator(
-                    directory, lookups, reactor, ttl=fe.cache_ttl, maxsize=fe.cache_size
-                )
-        router = Router(config, marks, lookups=lookups, auth=auth)
-        return cls(config=config, router=router, agent=agent, lookups=lookups, auth=auth)
-
-
 class FrontEnd:
     """Handles every request: the routing table is the configuration's."""
 
@@ -141,7 +90,7 @@ class FrontEnd:
         runtime: Callable[[], Runtime],
         reactor: Any,
         marks: UnavailableMarks,
-        metrics: Metrics | None = None,
+        metrics: ProxyObserver = NO_OBSERVER,
         access: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """``access`` receives an access event per request (by default the
@@ -151,7 +100,7 @@ class FrontEnd:
         self._runtime = runtime
         self._reactor = reactor
         self._marks = marks
-        self._metrics = metrics or Metrics(marks=marks.snapshot)
+        self._metrics = metrics
         # Every back end answered or tried: name -> (last status or None, when).
         self.seen: dict[str, tuple[int | None, float]] = {}
         self.in_flight = 0

@@ -25,10 +25,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from frontend.bodies import BodySink, RequestBody
-from frontend.chunked import ChunkedDecoder
 from frontend.errors import BackendFailed, GatewayTimeout
-from frontend.response_head import (
+from frontend.wire.bodies import BodySink, RequestBody
+from frontend.wire.chunked import ChunkedDecoder
+from frontend.wire.response_head import (
     CHUNKED,
     LENGTH,
     MAX_HEAD,
@@ -37,8 +37,8 @@ from frontend.response_head import (
     framing,
     parse_head,
 )
-from frontend.timers import Deadline
-from frontend.transport import send_now
+from frontend.wire.timers import Deadline
+from frontend.wire.transport import send_now
 
 __all__ = ["BackendResponse", "Upstream"]
 
