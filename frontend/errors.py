@@ -15,6 +15,14 @@ from twisted.python.failure import Failure
 __all__ = [
     "ProxyError",
     "BadRequest",
+    "RequestTimeout",
+    "PayloadTooLarge",
+    "URITooLong",
+    "ExpectationFailed",
+    "HeadersTooLarge",
+    "VersionNotSupported",
+    "TooManyConnections",
+    "AnswerTimeout",
     "AuthenticationRequired",
     "Forbidden",
     "NotFound",
@@ -52,6 +60,36 @@ class ProxyError(Exception):
 class BadRequest(ProxyError):
     status = 400
     reason = "The request is malformed."
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+    reason = "The request did not arrive in time."
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    reason = "The request body is too large."
+
+
+class URITooLong(ProxyError):
+    status = 414
+    reason = "The request line is too long."
+
+
+class ExpectationFailed(ProxyError):
+    status = 417
+    reason = "Only the expectation 100-continue is supported."
+
+
+class HeadersTooLarge(ProxyError):
+    status = 431
+    reason = "The request headers are too large."
+
+
+class VersionNotSupported(ProxyError):
+    status = 505
+    reason = "Only HTTP/1.0 and HTTP/1.1 are served."
 
 
 class AuthenticationRequired(ProxyError):
@@ -99,6 +137,10 @@ class DirectoryUnavailable(ServiceUnavailable):
     reason = "The directory is unavailable; try again later."
 
 
+class TooManyConnections(ServiceUnavailable):
+    reason = "Too many connections; try again later."
+
+
 class NoServerAvailable(ServiceUnavailable):
     reason = "No back-end server is available for this request."
 
@@ -106,6 +148,13 @@ class NoServerAvailable(ServiceUnavailable):
 class GatewayTimeout(ProxyError):
     status = 504
     reason = "The back-end server did not answer in time."
+
+
+class AnswerTimeout(GatewayTimeout):
+    """The request got no answer within the connection's deadline (a backstop
+    over the back-end and directory timeouts)."""
+
+    reason = "The request could not be answered in time."
 
 
 class ConnectTimeout(GatewayTimeout):
@@ -138,7 +187,7 @@ def status_for(failure: Failure | BaseException) -> ErrorAnswer:
     """Map any failure of request handling to the answer the client gets.
 
     Known front-end errors carry their own status (the back-end client,
-    :mod:`frontend.wire.upstream`, raises them); Twisted's connection errors are
+    :mod:`frontend.wire.backend`, raises them); Twisted's connection errors are
     translated; anything else is a 500 whose reason
     says nothing of the cause (the log gets the cause).
     """

@@ -1,7 +1,8 @@
 """In-memory stand-ins for fast tests: back ends, and a front end driven in memory.
 
-``FakeBackends`` has the ``send`` method of :class:`frontend.upstream.Upstream`;
-each call is recorded and answered by a function of the test's choosing.
+``FakeBackends`` implements :class:`frontend.wire.interfaces.BackendClient`;
+each request is recorded (its body read as a back end would) and answered by
+a function of the test's choosing.
 ``front_end`` builds the real handler and client-connection protocol around
 it, driven by treq over in-memory transports (no sockets).
 """
@@ -22,11 +23,12 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from frontend.config import Config, parse_config
+from frontend.errors import BackendFailed
 from frontend.ops.metrics import Metrics
 from frontend.proxy import FrontEnd as Handler
 from frontend.proxy import Runtime
 from frontend.routing.marks import UnavailableMarks
-from frontend.wire.bodies import RequestBody
+from frontend.wire.interfaces import OutgoingRequest
 from frontend.wire.server import ClientLimits, FrontEndFactory
 
 
@@ -37,6 +39,8 @@ class Sent:
     target: bytes
     headers: Headers
     body: bytes
+    expect_continue: bool = False
+    body_read: bool = False
 
 
 @dataclass
@@ -51,6 +55,7 @@ class FakeResponse:
     error: str | None = None
     aborted: bool = False
     paused: bool = False
+    body_sent: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.headers, Headers):
@@ -88,22 +93,55 @@ class FakeBackends:
     def __init__(self, answer: Answer | None = None) -> None:
         self.sent: list[Sent] = []
         self.answer: Answer = answer or (lambda s: FakeResponse(body=b"ok"))
+        # Answers a request with Expect: 100-continue from its head alone
+        # (None: ask for the body), as a back end that refers would.
+        self.early: Callable[[Sent], FakeResponse | None] | None = None
 
-    def send(
-        self,
-        server: str,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: RequestBody,
-    ) -> defer.Deferred[Any]:
-        data = body.data if body.file is None else body.file.read()
-        s = Sent(server, method, target, Headers(_grouped(headers)), data or b"")
+    def send(self, server: str, request: OutgoingRequest) -> defer.Deferred[Any]:
+        s = Sent(
+            server,
+            request.method,
+            request.target,
+            Headers(_grouped(request.headers)),
+            b"",
+            expect_continue=request.expect_continue,
+        )
         self.sent.append(s)
+        if request.body is None:
+            return self._answer(s)
+        if request.expect_continue and self.early is not None:
+            early = self.early(s)
+            if early is not None:  # answered before asking for the body
+                return defer.succeed(early)
+        d: defer.Deferred[Any] = defer.Deferred()
+        parts: list[bytes] = []
+
+        class Collect:
+            def body_data(self, data: bytes) -> None:
+                parts.append(data)
+
+            def body_end(self, complete: bool, reason: str) -> None:
+                s.body, s.body_read = b"".join(parts), True
+                if not complete:
+                    d.errback(BackendFailed(detail=f"body broke off: {reason}"))
+                    return
+                self_answer = backends._answer(s)
+                self_answer.chainDeferred(d)
+
+        backends = self
+        request.body.stream_to(Collect())
+        return d
+
+    def _answer(self, s: Sent) -> defer.Deferred[Any]:
         result = self.answer(s)
         if isinstance(result, BaseException):
             return defer.fail(result)
+        if isinstance(result, FakeResponse) and s.body:
+            result.body_sent = True
         return defer.succeed(result)
+
+    def close_idle(self) -> None:
+        pass
 
 
 def _grouped(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
@@ -197,7 +235,7 @@ def front_end(
     runtime = Runtime.build(config, clock, marks, agent=backends, directory=directory)
     metrics = Metrics(marks=marks.snapshot, clock=clock.seconds)
     handler = Handler(lambda: runtime, clock, marks, metrics)
-    treq = MemoryTreq(MemoryAgent(FrontEndFactory(handler.handle, ClientLimits(), clock)))
+    treq = MemoryTreq(MemoryAgent(FrontEndFactory(handler, ClientLimits(), clock)))
     return FrontEnd(
         treq=treq,
         backends=backends,

@@ -51,6 +51,7 @@ class FrontendSettings:
     client_idle_timeout: float = 60.0
     header_timeout: float = 10.0
     body_timeout: float = 300.0
+    send_timeout: float = 60.0
     max_connections: int = 10_000
     authenticate: bool = True
     realm: str = "feproxy"
@@ -164,6 +165,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         client_idle_timeout=_positive(t, "client_idle_timeout", k, 60.0),
         header_timeout=_positive(t, "header_timeout", k, 10.0),
         body_timeout=_positive(t, "body_timeout", k, 300.0),
+        send_timeout=_positive(t, "send_timeout", k, 60.0),
         max_connections=int(_positive(t, "max_connections", k, 10_000)),
         authenticate=_get(t, "authenticate", bool, k, True),
         realm=_get(t, "realm", str, k, "feproxy"),

@@ -75,7 +75,7 @@ class FrontEndService(MultiService):
         self.loaded_at = reactor.seconds()
         self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics, access)
         self.limits = ClientLimits()
-        self.factory = FrontEndFactory(self.frontend.handle, self.limits, reactor)
+        self.factory = FrontEndFactory(self.frontend, self.limits, reactor)
         self._set_limits(config)
         pages = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
         self.admin_site = QuietSite(pages, reactor=reactor)
@@ -90,6 +90,10 @@ class FrontEndService(MultiService):
         self.limits.max_connections = fe.max_connections
         self.limits.max_body_size = fe.max_body_size
         self.limits.idle_timeout = fe.client_idle_timeout
+        self.limits.send_timeout = fe.send_timeout
+        # A backstop over the back-end and directory timeouts, which answer first.
+        directory_timeout = config.directory.timeout if config.directory is not None else 0.0
+        self.limits.answer_timeout = fe.connect_timeout + fe.response_timeout + directory_timeout
 
     def _caches(self) -> tuple[Any, ...]:
         lookups = self.runtime.lookups

@@ -5,7 +5,8 @@ Imports :mod:`frontend.wire`, :mod:`frontend.routing`,
 :mod:`frontend.directory`, :mod:`frontend.config` and :mod:`frontend.errors`.
 """
 
-from frontend.proxy.handler import CONNECT_FAILURES, FrontEnd, _drive
+from frontend.proxy.forward import CONNECT_FAILURES
+from frontend.proxy.handler import FrontEnd, _drive
 from frontend.proxy.runtime import Runtime
 
 __all__ = ["CONNECT_FAILURES", "FrontEnd", "Runtime", "_drive"]

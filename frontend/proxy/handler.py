@@ -10,47 +10,28 @@ by :meth:`FrontEnd._answer_error`, through :func:`frontend.errors.status_for`.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
-from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet import error as ierror
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
-from frontend.errors import (
-    AuthenticationRequired,
-    BadRequest,
-    NoServerAvailable,
-    ReferralLoop,
-    status_for,
-)
+from frontend.errors import AuthenticationRequired, BadRequest, status_for
 from frontend.proxy.accesslog import access_event
+from frontend.proxy.forward import Forwarder
 from frontend.proxy.interfaces import NO_OBSERVER, ProxyObserver
 from frontend.proxy.runtime import Runtime
-from frontend.routing.decisions import Route, parse_replica_servers, parse_target
+from frontend.routing.decisions import parse_target
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import ClientRequest
-from frontend.wire.headers import backend_request_headers, client_response_headers
+from frontend.wire.headers import client_response_headers
 from frontend.wire.incoming import IncomingRequest
-from frontend.wire.relay import Drain, ResponseRelay
+from frontend.wire.interfaces import Exchange
+from frontend.wire.relay import ResponseRelay
 
-__all__ = ["FrontEnd", "CONNECT_FAILURES"]
+__all__ = ["FrontEnd"]
 
 log = Logger()
-
-# Failures that prove nothing of the request reached the server.
-CONNECT_FAILURES = (
-    ierror.ConnectionRefusedError,
-    ierror.TimeoutError,
-    ierror.NoRouteError,
-    ierror.DNSLookupError,
-)
-# ConnectingCancelledError is not one: it is what a connect cancelled because
-# the client went away raises, and must not mark the server.
-
-_PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
 def _drive(coro: Coroutine[Any, Any, None], result: Any = None) -> None:
@@ -103,6 +84,7 @@ class FrontEnd:
         self._metrics = metrics
         # Every back end answered or tried: name -> (last status or None, when).
         self.seen: dict[str, tuple[int | None, float]] = {}
+        self._forwarder = Forwarder(reactor, marks, metrics, self.seen)
         self.in_flight = 0
         self._idle: list[defer.Deferred[None]] = []
 
@@ -146,24 +128,32 @@ class FrontEnd:
         relay: list[ResponseRelay] = []
         pending: list[defer.Deferred[Any]] = []
         gone: list[bool] = []
+        at_end: list[Callable[[], None]] = []
 
         def client_gone() -> None:
             gone.append(True)
-            for d in pending:
+            for d in list(pending):
                 d.cancel()
             for r in relay:
                 r.client_gone()
 
+        def ended() -> None:
+            for close in at_end:
+                close()
+            self._log_access(request, info, started)
+
         request.on_gone = client_gone
-        request.on_end = lambda: self._log_access(request, info, started)
+        request.on_end = ended
         try:
             creq = self._client_request(request)
             route = await rt.router.route(creq, info.__setitem__)
-            response, info["backend"] = await self._send(rt, request, creq, route, pending)
+            response, info["backend"] = await self._forwarder.send(
+                rt, request, creq, route, pending, at_end.append
+            )
             if gone:
                 response.abort()
                 return
-            self._start_response(rt, request, response, relay, info)
+            self._start_response(request, response, relay, info)
         except Exception as e:  # every failure is answered, see _answer_error
             if not gone:
                 self._answer_error(request, e, rt, info)
@@ -183,93 +173,10 @@ class FrontEnd:
             secure=request.secure,
         )
 
-    async def _send(
-        self,
-        rt: Runtime,
-        request: IncomingRequest,
-        creq: ClientRequest,
-        route: Route,
-        pending: list[defer.Deferred[Any]],
-    ) -> tuple[Any, str]:
-        """Send to the route's servers in turn; only retry what never arrived."""
-        headers = backend_request_headers(
-            request.headers,
-            client_address=creq.client_address,
-            secure=creq.secure,
-            frontend_name=rt.config.frontend.name,
-        )
-        candidates = self._available(route)
-        tried: set[str] = set()
-        referrals = 0
-        rerouted = False
-        while True:
-            server = candidates.pop(0)
-            tried.add(server.lower())
-            d = rt.agent.send(server, creq.method, route.target, headers, request.body)
-            pending.append(d)
-            try:
-                response = await d
-            except CONNECT_FAILURES as e:
-                log.warn("back end {server} unreachable: {e}", server=server, e=e)
-                self.seen[server] = (None, self._reactor.seconds())
-                if route.mark:
-                    self._marks.mark(server)
-                    self._metrics.server_marked(server)
-                    candidates = [s for s in candidates if s not in self._marks]
-                if route.failover and candidates:
-                    continue
-                if route.mark:
-                    raise NoServerAvailable(detail=f"last tried {server}: {e}") from e
-                if not rerouted:
-                    rerouted = True
-                    moved = await rt.router.reroute_refused(route)
-                    if moved is not None:
-                        log.info("mailbox moved to {servers}", servers=moved.servers)
-                        route, candidates = moved, list(moved.servers)
-                        continue
-                raise
-            finally:
-                pending.remove(d)
-            listed = self._referral(route, response)
-            if not listed:
-                return response, server
-            referrals += 1
-            self._metrics.referral_followed(route.vdir.path)
-            if referrals > 2:
-                raise ReferralLoop(detail=f"third referral in a row, from {server}")
-            log.info(
-                "{server} referred {uri} to {listed}",
-                server=server,
-                uri=creq.target.raw.decode("ascii"),
-                listed=", ".join(listed),
-            )
-            route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
-            candidates = self._available(route)
-
-    def _available(self, route: Route) -> list[str]:
-        """The route's servers, without marked ones when marks apply."""
-        if not route.mark:
-            return list(route.servers)
-        candidates = [s for s in route.servers if s not in self._marks]
-        if not candidates:
-            raise NoServerAvailable(detail=f"all of {route.servers} marked unavailable")
-        return candidates
-
     @staticmethod
-    def _referral(route: Route, response: Any) -> tuple[str, ...]:
-        """The servers a 421 referral names (its body is drained); () otherwise."""
-        if response.code != 421 or not route.referrals:
-            return ()
-        listed = parse_replica_servers(response.header(b"x-replica-servers"))
-        if listed:
-            response.deliver_body(Drain())
-        return listed
-
     def _start_response(
-        self,
-        rt: Runtime,
         request: IncomingRequest,
-        response: Any,
+        response: Exchange,
         relay: list[ResponseRelay],
         info: dict[str, Any],
     ) -> None:
@@ -285,9 +192,7 @@ class FrontEnd:
             info["bytes"] = sent
             info["complete"] = complete
 
-        r = ResponseRelay(
-            request, response, done, self._reactor, rt.config.frontend.response_timeout
-        )
+        r = ResponseRelay(request, response, done)
         relay.append(r)
         r.start()
 
@@ -303,21 +208,16 @@ class FrontEnd:
             status=answer.status,
             detail=answer.log_detail,
         )
+        if request.done:
+            return  # the connection answered it already (a broken body, a deadline)
         if request.started:
             request.abort()
             return
-        body = f"{answer.status} {answer.reason}\n".encode()
-        headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Cache-Control", b"no-store"),
-        ]
+        extra = []
         if isinstance(exc, AuthenticationRequired):
             realm = rt.config.frontend.realm.replace("\\", "\\\\").replace('"', '\\"')
-            headers.append((b"WWW-Authenticate", f'Basic realm="{realm}"'.encode()))
-        info["bytes"] = len(body)
-        request.respond(answer.status, _PHRASES.get(answer.status, b"Error"), headers, len(body))
-        request.write(body)
-        request.finish()
+            extra.append((b"WWW-Authenticate", f'Basic realm="{realm}"'.encode()))
+        info["bytes"] = request.answer_error(answer, extra)
 
     def _log_access(self, request: IncomingRequest, info: dict[str, Any], started: float) -> None:
         self._request_over()

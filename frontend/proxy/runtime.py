@@ -10,7 +10,7 @@ from frontend.directory.credentials import Authenticator
 from frontend.directory.lookups import Lookups
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import Router
-from frontend.wire.upstream import Upstream
+from frontend.wire.pool import Upstream
 
 __all__ = ["Runtime"]
 

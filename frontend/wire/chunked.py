@@ -1,84 +1,97 @@
-"""The chunked transfer coding, decoded from pieces of any size.
+"""A client's chunked request body, decoded by llhttp in its strict mode.
 
-One decoder serves both sides: request bodies from clients (``strict``:
-every line must end with CRLF, as anything else is how requests are
-smuggled past one parser and not another) and response bodies from back
-ends (a bare LF ending a chunk-size line is tolerated there).
+Each body gets a parser of its own, primed with a fixed chunked head, so the
+body's framing is llhttp's alone: chunk sizes of hex digits only, chunk
+extensions of the RFC's grammar, CRLF everywhere, trailers checked as header
+fields (and dropped).
+
+The decoder must also tell where the body ends, so that the bytes after it
+are read as the next request, and llhttp does not say how many bytes a
+message took.  A chunked body always ends with CRLF CRLF (the last chunk's
+line, or the last trailer, then the empty line), and llhttp allows no other
+ending; so the data is fed up to each CRLF CRLF in turn, and the body ends
+exactly where llhttp says the message completed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["ChunkedDecoder", "MAX_TRAILERS"]
+import httptools
 
-MAX_TRAILERS = 64 * 1024
-MAX_SIZE_LINE = 4096
-_HEX = b"0123456789abcdefABCDEF"
-_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+from frontend.errors import BadRequest, HeadersTooLarge
+
+__all__ = ["ChunkedDecoder"]
+
+_PRIMER = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+_END = b"\r\n\r\n"
+#: Framing bytes (chunk lines, extensions, trailers) allowed between two
+#: pieces of payload, so that an endless chunk extension or trailer is refused.
+MAX_OVERHEAD = 65536
 
 
 class ChunkedDecoder:
-    """De-chunks a body; trailers are read and dropped."""
+    """Decodes one chunked body; payload goes to ``out``."""
 
-    __slots__ = ("_buf", "_left", "_state", "_trailer", "_strict", "done")
+    __slots__ = ("_parser", "_out", "_tail", "_overhead", "_got", "done")
 
-    def __init__(self, *, strict: bool = False) -> None:
-        self._buf = b""
-        self._left = self._trailer = 0
-        self._state = _SIZE
-        self._strict = strict
+    def __init__(self, out: Callable[[bytes], None]) -> None:
+        self._out = out
+        self._tail = b""  # the last bytes fed (at most 3), for an end split across reads
+        self._overhead = 0
+        self._got = 0
         self.done = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._parser.feed_data(_PRIMER)
 
-    def feed(self, data: bytes, out: Callable[[bytes], None]) -> bytes:
-        """Give the payload in ``data`` to ``out``; return the bytes after the body's end.
+    # llhttp's callbacks
 
-        Raises ValueError when the framing is broken.  What ``out`` raises
-        goes through unchanged.
+    def on_body(self, data: bytes) -> None:
+        self._got += len(data)
+        self._overhead = 0
+        self._out(data)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    # feeding
+
+    def feed(self, data: bytes) -> int:
+        """Decode what ``data`` holds of the body; return how many bytes were body.
+
+        Raises :class:`~frontend.errors.BadRequest` when the framing is
+        broken.  What ``out`` raises goes through unchanged.
         """
-        if self._buf:
-            data, self._buf = self._buf + data, b""
         pos, n = 0, len(data)
-        while pos < n:
-            state = self._state
-            if state == _DATA:
-                take = min(self._left, n - pos)
-                out(data if take == n else data[pos : pos + take])
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._state = _DATA_END
-            elif state == _DATA_END:
-                if data[pos : pos + 2] != b"\r\n"[: n - pos]:
-                    raise ValueError("no CRLF after chunk data")
-                if n - pos < 2:
-                    self._buf = data[pos:]
-                    return b""
-                pos += 2
-                self._state = _SIZE
-            else:
-                eol = data.find(b"\n", pos)
-                if eol < 0:
-                    if n - pos > MAX_SIZE_LINE:
-                        raise ValueError("chunk line too long")
-                    self._buf = data[pos:]
-                    return b""
-                raw = data[pos:eol]
-                line = raw[:-1] if raw.endswith(b"\r") else raw
-                if self._strict and (line is raw or b"\r" in line):
-                    raise ValueError("a chunk line not ended by CRLF")
-                pos = eol + 1
-                if state == _TRAILER:
-                    self._trailer += len(raw) + 1
-                    if not line:
-                        self.done = True
-                        return data[pos:]
-                    if self._trailer > MAX_TRAILERS:
-                        raise ValueError("trailers over 64 KiB")
-                    continue
-                size = line.partition(b";")[0].strip(b" \t")
-                if not size or size.strip(_HEX) or len(size) > 15:
-                    raise ValueError(f"bad chunk size {line[:30]!r}")
-                self._left = int(size, 16)
-                self._state = _DATA if self._left else _TRAILER
-        return b""
+        while pos < n and not self.done:
+            end = self._next_end(data, pos)
+            stop = n if end < 0 else end
+            piece = data if pos == 0 and stop == n else data[pos:stop]
+            self._got = 0
+            try:
+                self._parser.feed_data(piece)
+            except httptools.HttpParserCallbackError as e:
+                # out() raised: llhttp wraps it; what out() raised goes on
+                if isinstance(e.__context__, Exception):
+                    raise e.__context__ from None
+                raise
+            except httptools.HttpParserError as e:
+                raise BadRequest(detail=f"chunked body refused by llhttp: {e}") from None
+            self._overhead += len(piece) - self._got
+            if self._overhead > MAX_OVERHEAD:
+                raise HeadersTooLarge(detail="chunk lines or trailers over 64 KiB")
+            self._tail = (self._tail + piece)[-3:]
+            if self.done and stop != end:  # llhttp ended the body elsewhere than at CRLF CRLF
+                raise BadRequest(detail="chunked body ended without CRLF CRLF")
+            pos = stop
+        return pos
+
+    def _next_end(self, data: bytes, pos: int) -> int:
+        """Where in ``data`` the next CRLF CRLF after ``pos`` ends, or -1."""
+        if self._tail:
+            joined = self._tail + data[pos : pos + 3]
+            i = joined.find(_END)
+            if i >= 0:
+                return pos + i + 4 - len(self._tail)
+        i = data.find(_END, pos)
+        return -1 if i < 0 else i + 4

@@ -7,12 +7,11 @@ the front end after deleting whatever the client sent under those names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from frontend.wire.persistence import connection_tokens
 
 __all__ = [
     "HOP_BY_HOP",
     "FRONT_END_HEADERS",
-    "connection_tokens",
     "backend_request_headers",
     "client_response_headers",
 ]
@@ -35,30 +34,16 @@ HOP_BY_HOP = frozenset(
 # Set only by the front end; a client's copy is always dropped.
 FRONT_END_HEADERS = frozenset({b"x-forwarded-for", b"front-end-https", b"x-front-end-server"})
 
-# The front end re-frames the body itself (it has read it completely, so it
-# sends a Content-Length) and has already answered any 100-continue.
+# The back-end client frames the body itself (Content-Length, or chunked
+# when the client's length is unknown) and asks for 100-continue itself.
 _REFRAMED = frozenset({b"content-length", b"expect"})
-
-
-def connection_tokens(values: Iterable[bytes] | None) -> frozenset[bytes]:
-    """The header names listed in ``Connection`` header values, lowercased."""
-    out: set[bytes] = set()
-    for value in values or ():
-        for token in value.split(b","):
-            token = token.strip().lower()
-            if token:
-                out.add(token)
-    return frozenset(out)
 
 
 Pairs = list[tuple[bytes, bytes]]
 
 
 def _end_to_end(headers: Pairs, drop: frozenset[bytes]) -> Pairs:
-    named = drop
-    for name, value in headers:
-        if name.lower() == b"connection":
-            named = named | connection_tokens([value])
+    named = drop | connection_tokens(v for n, v in headers if n.lower() == b"connection")
     return [(n, v) for n, v in headers if (low := n.lower()) not in HOP_BY_HOP and low not in named]
 
 

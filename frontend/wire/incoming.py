@@ -1,72 +1,91 @@
-"""One client request as the handler sees it, and the response it writes.
+"""One client request as the handler sees it: its head, its body (read only
+when the handler asks), and the response the handler writes to it.
 
 :class:`IncomingRequest` is made by a client connection
-(:mod:`frontend.wire.server`) once the request's head is parsed and its body read;
-the handler answers through it, and the connection frames what it writes.
+(:mod:`frontend.wire.server`) as soon as a head is read; the connection is
+reached through the :class:`ClientChannel` Protocol, which it implements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import Protocol
 
-from frontend.wire.bodies import EMPTY_BODY, RequestBody
+from frontend.errors import ErrorAnswer
+from frontend.wire.interfaces import BodySink, PushProducer
+from frontend.wire.request_head import RequestHead
 
-if TYPE_CHECKING:
-    from frontend.wire.server import ClientConnection
-
-__all__ = ["IncomingRequest"]
+__all__ = ["ClientChannel", "IncomingRequest", "error_page", "phrase_of"]
 
 _NO_BODY = frozenset({204, 304})
+_PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+Pairs = list[tuple[bytes, bytes]]
+
+
+def phrase_of(code: int) -> bytes:
+    return _PHRASES.get(code, b"Unknown")
+
+
+def error_page(answer: ErrorAnswer) -> tuple[Pairs, bytes]:
+    """The headers and one-line body of an error answer."""
+    body = f"{answer.status} {answer.reason}\n".encode()
+    headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Cache-Control", b"no-store")]
+    return headers, body
+
+
+class ClientChannel(Protocol):
+    """What a request needs of its client connection."""
+
+    peer: str
+    secure: bool
+
+    def send(self, data: bytes) -> None: ...
+
+    def read_body(self, request: IncomingRequest, sink: BodySink) -> None: ...
+
+    def pause_body(self) -> None: ...
+
+    def resume_body(self) -> None: ...
+
+    def body_unread(self) -> bool:
+        """The handler never asked for the body, and it has not all arrived."""
+
+    def stream_from(self, producer: PushProducer) -> None: ...
+
+    def stop_streaming(self) -> None: ...
+
+    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool) -> None: ...
 
 
 class IncomingRequest:
-    """One client request, head parsed and body read, and its response.
+    """One client request and its response.
 
-    The handler answers with :meth:`respond`, :meth:`write` and
-    :meth:`finish` (or :meth:`cut` when the response cannot be completed).
-    ``on_gone`` is called if the client goes away before the response ends;
-    ``on_end`` once when the request is over, whichever way.
+    The body is a :class:`~frontend.wire.interfaces.BodySource`: nothing of
+    it is read until :meth:`stream_to` (which also sends ``100 Continue`` to
+    a client that waits for it).  The handler answers with :meth:`respond`,
+    :meth:`write` and :meth:`finish` (or :meth:`cut` when the response cannot
+    be completed).  ``on_gone`` is called if the client goes away before the
+    response ends; ``on_end`` once when the request is over, whichever way.
     """
 
     __slots__ = (
-        "method",
-        "target",
-        "version",
-        "headers",
-        "body",
-        "peer",
-        "secure",
-        "keep_alive",
-        "code",
-        "started",
-        "done",
-        "on_gone",
-        "on_end",
-        "_conn",
-        "_chunked",
-        "_bodyless",
-        "_head",
+        *("method", "target", "version", "headers", "keep_alive", "length", "peer", "secure"),
+        *("code", "started", "done", "on_gone", "on_end", "expect_continue"),
+        *("_conn", "_chunked", "_bodyless", "_head"),
     )
 
-    def __init__(
-        self,
-        conn: ClientConnection,
-        method: bytes,
-        target: bytes,
-        version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-    ) -> None:
+    def __init__(self, conn: ClientChannel, head: RequestHead) -> None:
         self._conn = conn
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.body: RequestBody = EMPTY_BODY
-        self.peer: str = conn.peer
-        self.secure: bool = conn.secure
+        self.method = head.method
+        self.target = head.target
+        self.version = head.version
+        self.headers = head.headers
+        self.keep_alive = head.keep_alive
+        self.length = head.length
+        self.expect_continue = head.expect_continue
+        self.peer = conn.peer
+        self.secure = conn.secure
         self.code = 0
         self.started = False
         self.done = False
@@ -77,12 +96,28 @@ class IncomingRequest:
         self._head = b""
 
     def header(self, name: bytes) -> list[bytes]:
-        """Every value of header ``name`` (lowercase)."""
-        return [v for n, v in self.headers if n.lower() == name]
+        """Every value of header ``name`` (given lowercase)."""
+        n = len(name)
+        return [v for k, v in self.headers if len(k) == n and k.lower() == name]
 
-    def respond(
-        self, code: int, phrase: bytes, headers: list[tuple[bytes, bytes]], length: int | None
-    ) -> None:
+    @property
+    def has_body(self) -> bool:
+        return self.length != 0
+
+    # the body, as a BodySource
+
+    def stream_to(self, sink: BodySink) -> None:
+        self._conn.read_body(self, sink)
+
+    def pause(self) -> None:
+        self._conn.pause_body()
+
+    def resume(self) -> None:
+        self._conn.resume_body()
+
+    # the response
+
+    def respond(self, code: int, phrase: bytes, headers: Pairs, length: int | None) -> None:
         """Write the status line and headers.
 
         ``length`` is the body's length, or None when unknown: the body is
@@ -91,6 +126,8 @@ class IncomingRequest:
         """
         self.code = code
         self.started = True
+        if self._conn.body_unread():
+            self.keep_alive = False  # the body will not be read: the connection closes
         self._bodyless = self.method == b"HEAD" or code in _NO_BODY
         lines = [b"HTTP/1.1 %d %s\r\n" % (code, phrase)]
         lines += [b"%s: %s\r\n" % pair for pair in headers]
@@ -110,6 +147,16 @@ class IncomingRequest:
         # Held back until the first body bytes or the end, so that a small
         # response leaves in one packet.
         self._head = b"".join(lines)
+
+    def answer_error(self, answer: ErrorAnswer, extra: Pairs | None = None) -> int:
+        """Answer with an error page; returns the length of its body."""
+        headers, body = error_page(answer)
+        if extra:
+            headers += extra
+        self.respond(answer.status, phrase_of(answer.status), headers, len(body))
+        self.write(body)
+        self.finish()
+        return len(body)
 
     def flush(self) -> None:
         """Send the status line and headers now, even without body bytes."""
@@ -135,8 +182,8 @@ class IncomingRequest:
             self._conn.send(self._head + end)
             self._head = b""
         self.done = True
-        self._conn.request_done(self, self.keep_alive)
-        self.ended()
+        self._conn.request_done(self, self.keep_alive, False)
+        self._ended()
 
     def cut(self) -> None:
         """The response cannot be completed: close the connection after what
@@ -144,31 +191,32 @@ class IncomingRequest:
         if not self.done:
             self.done = True
             self.flush()
-            self._conn.request_done(self, False)
-            self.ended()
+            self._conn.request_done(self, False, False)
+            self._ended()
 
     def abort(self) -> None:
+        """Drop the connection at once."""
         if not self.done:
             self.done = True
-            self._conn.request_done(self, False, abort=True)
-            self.ended()
+            self._conn.request_done(self, False, True)
+            self._ended()
 
     def gone(self) -> None:
-        """The client went away before the response ended."""
+        """The client went away (or the connection gave up) before the end."""
         if not self.done:
             self.done = True
             if self.on_gone is not None:
                 self.on_gone()
-            self.ended()
+            self._ended()
 
-    def ended(self) -> None:
+    def _ended(self) -> None:
         end, self.on_end = self.on_end, None
         if end is not None:
             end()
 
-    def register_producer(self, producer: Any) -> None:
+    def register_producer(self, producer: PushProducer) -> None:
         """Flow control: ``producer`` is paused while the client is slow."""
-        self._conn.register_producer(producer)
+        self._conn.stream_from(producer)
 
     def unregister_producer(self) -> None:
-        self._conn.unregister_producer()
+        self._conn.stop_streaming()

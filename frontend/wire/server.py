@@ -1,474 +1,501 @@
-"""The client side of the front end: a lean, strict HTTP/1.1 server protocol.
+"""Client connections: requests read on llhttp, handed over at their head,
+answered in order, each state of the connection under exactly one deadline.
 
-It reads requests and hands each, head parsed and body read completely, to a
-handler (:class:`frontend.proxy.FrontEnd`), then writes the handler's
-response.  It is written on ``twisted.internet`` alone: ``twisted.web``'s
-server costs several times the CPU per request that the relay needs, and
-the proxy needs none of its resource tree, sessions or cookies.
+A connection is in one of these states, and :meth:`ClientConnection._arm`
+is the one place that gives each its deadline, set on entering it:
 
-Strict parsing is the point of a front end, so anything two parsers might
-frame differently is refused before the handler sees it:
+========================  ====================  =============================
+state                     deadline              when it passes
+========================  ====================  =============================
+idle between requests     ``idle_timeout``      closed quietly
+reading a head            ``header_timeout``    408, closed
+waiting for the handler   ``answer_timeout``    504 (or cut), closed
+(its answer, or the back
+end taking the body)
+reading a body            ``body_timeout``      408 (or cut), closed
+                          since the last byte
+writing, client paused    ``send_timeout``      closed, back end aborted
+lingering after a refusal ``linger_timeout``    closed
+                          (at most 30 s)
+========================  ====================  =============================
 
-- a bare LF or CR, obsolete line folding, a malformed header name or value,
-  ``Content-Length`` with ``Transfer-Encoding``, several or non-numeric
-  ``Content-Length``, a transfer coding other than ``chunked``: 400;
-- a request line over :data:`MAX_LINE` bytes: 414; a header line over it,
-  more than :data:`MAX_HEADERS` headers or a head over :data:`MAX_HEAD`
-  bytes: 431;
-- a body over ``max_body_size`` (declared, or counted while chunked): 413;
-- a head not complete ``header_timeout`` seconds after its first byte, or a
-  body not complete ``body_timeout`` seconds after its head: 408;
-- a connection beyond ``max_connections``: 503.
+Pipelined bytes that arrive during a request are buffered (up to 64 KiB,
+then reading stops) and read when it is over: a partial head among them is
+"reading a head" from that moment.
 
-Each refusal is a one-line answer, a log line and a closed connection, so
-nothing after it can be read as another request.  Connections idle for
-``idle_timeout`` between requests are closed.
+A request is handed to the handler as soon as its head is read; reading
+stops until the handler asks for the body (:meth:`read_body`), which is
+when a client that sent ``Expect: 100-continue`` gets ``100 Continue``.
+A request answered without its body being read is answered at once and its
+connection closed after a lingering read, as nginx does: the write side is
+shut, and what the client still sends is read and dropped for up to
+``linger_timeout`` seconds of silence (30 s in all), so that the client
+reads the answer instead of a reset.
 """
 
 from __future__ import annotations
 
-import re
-import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IPushProducer, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from frontend.wire.bodies import RequestBody
-from frontend.wire.chunked import ChunkedDecoder
-from frontend.wire.incoming import IncomingRequest
+from frontend.errors import (
+    AnswerTimeout,
+    ProxyError,
+    RequestTimeout,
+    TooManyConnections,
+    status_for,
+)
+from frontend.wire.incoming import IncomingRequest, error_page, phrase_of
+from frontend.wire.interfaces import BodySink, PushProducer, RequestHandler
+from frontend.wire.request_reader import RequestReader
 from frontend.wire.timers import Deadline
-from frontend.wire.transport import send_now
 
-__all__ = ["ClientLimits", "ClientConnection", "FrontEndFactory"]
+__all__ = ["ClientConnection", "ClientLimits", "FrontEndFactory"]
 
 log = Logger()
 
-MAX_LINE = 16384  # request line or one header line, in bytes
-MAX_HEAD = 65536  # the whole request head
-MAX_HEADERS = 500
-SPOOL = 1 << 20  # bodies larger than this are kept in a temporary file
 PAUSE_AT = 1 << 16  # pipelined bytes buffered before reading stops
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
+# connection states
+IDLE, HEAD, ACTIVE, LINGER, CLOSED = "idle", "head", "active", "linger", "closed"
+# the body of the active request
+NO_BODY, HELD, READING, PAUSED, DONE, FAILED = "none", "held", "reading", "paused", "done", "failed"
+# deadlines (one per state; an active request's depends on what it waits for)
+IDLE_DUE, HEAD_DUE, WAIT_DUE, BODY_DUE, SEND_DUE, LINGER_DUE = (
+    "idle",
+    "head",
+    "answer",
+    "body",
+    "send",
+    "linger",
+)
 
 
+@dataclass
 class ClientLimits:
     """The limits the listeners apply (mutable: a reload changes them in place)."""
 
-    def __init__(
-        self,
-        header_timeout: float = 10.0,
-        body_timeout: float = 300.0,
-        max_connections: int = 10_000,
-        max_body_size: int = 1 << 30,
-        idle_timeout: float = 120.0,
-    ) -> None:
-        self.header_timeout = header_timeout
-        self.body_timeout = body_timeout
-        self.max_connections = max_connections
-        self.max_body_size = max_body_size
-        self.idle_timeout = idle_timeout
+    header_timeout: float = 10.0
+    body_timeout: float = 300.0
+    idle_timeout: float = 60.0
+    answer_timeout: float = 200.0
+    send_timeout: float = 60.0
+    linger_timeout: float = 5.0
+    linger_time: float = 30.0
+    max_connections: int = 10_000
+    max_body_size: int = 1 << 30
 
 
-class _Refused(Exception):
-    """A request the connection answers itself, then closes."""
-
-    def __init__(self, status: bytes, reason: bytes, what: str) -> None:
-        super().__init__(what)
-        self.status = status
-        self.reason = reason
-        self.what = what
-
-
-def _bad(what: str) -> _Refused:
-    return _Refused(b"400 Bad Request", b"The request is malformed.", what)
-
-
-def _too_large(what: str) -> _Refused:
-    return _Refused(
-        b"431 Request Header Fields Too Large", b"The request headers are too large.", what
-    )
-
-
+@implementer(IPushProducer)
 class ClientConnection(Protocol):
-    """One client connection: parses requests and hands them out one by one."""
+    """One client connection; also the producer registered with its
+    transport while a response streams (it passes pause and resume on)."""
 
-    factory: FrontEndFactory
     transport: Any
 
-    def __init__(self) -> None:
-        self._buf = b""
-        self._scanned = 0  # bytes of _buf already searched for the end of the head
-        self._state = "idle"  # idle, head, body, chunks, handling, closed
+    def __init__(self, factory: FrontEndFactory) -> None:
+        self.factory = factory
+        self._limits = factory.limits
+        self._clock = factory.clock
+        self._reader = RequestReader(factory.limits.max_body_size)
+        self._state = IDLE
         self._request: IncomingRequest | None = None
-        self._body_parts: list[bytes] = []
-        self._body_file: Any = None
-        self._body_size = 0
-        self._body_left = 0
-        self._decoder: ChunkedDecoder | None = None
-        self._paused = False
-        self._looping = False
-        self._producer: Any = None
-        self._deadline: Deadline | None = None  # made when the factory is set
-        self._due_what = ""
+        self._body = NO_BODY
+        self._sink: BodySink | None = None
+        self._producer: PushProducer | None = None
+        self._write_paused = False
+        self._reading = True
+        self._looping = self._again = False
+        self._deadline = Deadline(factory.clock)
+        self._armed = ""
+        self._linger_until = 0.0
         self.peer = "-"
         self.secure = False
+
+    # what tests look at
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def body_state(self) -> str:
+        return self._body
+
+    @property
+    def deadline(self) -> str:
+        """The deadline armed ("" when closed)."""
+        return self._armed if self._deadline.pending else ""
 
     # connection life
 
     def connectionMade(self) -> None:
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)  # small answers must not wait for ACKs
-        self.peer = str(getattr(self.transport.getPeer(), "host", "-"))
-        self.secure = ISSLTransport.providedBy(self.transport)
+        transport = self.transport
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)  # small answers must not wait for ACKs
+        self.peer = str(getattr(transport.getPeer(), "host", "-"))
+        self.secure = ISSLTransport.providedBy(transport)
         factory = self.factory
-        self._deadline = Deadline(factory.clock)
         factory.connections.add(self)
-        limits = factory.limits
-        if len(factory.connections) > limits.max_connections:
-            log.warn("over {n} client connections: refusing one", n=limits.max_connections)
-            self._refuse(
-                _Refused(
-                    b"503 Service Unavailable",
-                    b"Too many connections; try again later.",
-                    "connection over the limit",
-                )
-            )
+        if len(factory.connections) > self._limits.max_connections:
+            log.warn("over {n} client connections: refusing one", n=self._limits.max_connections)
+            self._refuse(TooManyConnections(detail="connection over the limit"), linger=False)
             return
-        self._due(limits.idle_timeout, "idle")
+        self._arm()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._state = "closed"
-        if self._deadline is not None:
-            self._deadline.stop()
-        if self._body_file is not None:
-            self._body_file.close()
+        self._state = CLOSED
+        self._armed = ""
+        self._deadline.stop()
         self.factory.connection_closed(self)
-        if self._request is not None:
-            self._request.gone()
-
-    # deadlines: idle, request headers, request body (none while handling)
-
-    def _due(self, seconds: float, what: str) -> None:
-        assert self._deadline is not None
-        self._due_what = what
-        self._deadline.set(seconds, self._expired)
-
-    def _no_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.clear()
-
-    def _expired(self) -> None:
-        if self._state == "closed":
-            return
-        what = self._due_what
-        if what == "idle":
-            self.transport.loseConnection()
-            return
-        self._refuse(_Refused(b"408 Request Timeout", b"The request did not arrive in time.", what))
-
-    # reading
+        request, self._request = self._request, None
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.body_end(False, "the client went away")
+        if request is not None:
+            request.gone()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._state == "closed":
-            return
-        self._buf += data
-        if self._state == "handling":
-            if len(self._buf) > PAUSE_AT and not self._paused:
-                self._paused = True
-                self.transport.pauseProducing()
-            return
-        self._run()
+        state = self._state
+        if state is ACTIVE:
+            self._reader.receive(data)
+            if self._body is READING:
+                self._pump()
+            else:
+                self._update_reading()
+        elif state is LINGER:
+            self._arm(progress=True)  # read and dropped
+        elif state is not CLOSED:
+            self._reader.receive(data)
+            self._serve_buffered()
 
-    def _run(self) -> None:
+    # requests
+
+    def _serve_buffered(self) -> None:
+        """Read the requests buffered, one at a time (a handler may answer at
+        once, and the next request is then read by this loop, not recursively)."""
         if self._looping:
+            self._again = True
             return
         self._looping = True
         try:
-            while self._buf and self._state not in ("handling", "closed"):
-                if not self._step():
-                    break
-        except _Refused as refused:
-            self._refuse(refused)
+            self._again = True
+            while self._again and self._state in (IDLE, HEAD):
+                self._again = False
+                self._next_request()
         finally:
             self._looping = False
 
-    def _step(self) -> bool:
-        """Parse what the buffer holds; False when more bytes are needed."""
-        if self._state == "idle":
-            if self._buf[:1] in (b"\r", b"\n"):  # empty lines before a request are ignored
-                self._buf = self._buf.lstrip(b"\r\n")
-                if not self._buf:
-                    return False
-            self._state = "head"
-            self._scanned = 0
-            if self._buf.find(b"\r\n\r\n") == -1:
-                self._due(self.factory.limits.header_timeout, "request headers")
-        if self._state == "head":
-            return self._read_head()
-        if self._state == "body":
-            return self._read_body()
-        return self._read_chunks()
-
-    def _read_head(self) -> bool:
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
-        if end == -1:
-            self._scanned = len(buf)
-            self._check_partial_head(buf)
-            return False
-        if end + 4 > MAX_HEAD:
-            raise _too_large("request head too large")
-        head, self._buf = buf[:end], buf[end + 4 :]
-        request, length, chunked = self._parse_head(head)
-        self._request = request
-        if length or chunked:
-            limits = self.factory.limits
-            if length > limits.max_body_size:
-                raise _Refused(
-                    b"413 Content Too Large", b"The request body is too large.", "body over limit"
-                )
-            if request.version == b"HTTP/1.1" and any(
-                v.lower() == b"100-continue" for v in request.header(b"expect")
-            ):
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._body_parts, self._body_size = [], 0
-            self._body_left = length
-            self._state = "chunks" if chunked else "body"
-            self._decoder = ChunkedDecoder(strict=True) if chunked else None
-            self._due(limits.body_timeout, "request body")
-            return True
-        self._dispatch()
-        return True
-
-    def _check_partial_head(self, buf: bytes) -> None:
-        first = buf.find(b"\r\n")
-        if first == -1:
-            if len(buf) > MAX_LINE:
-                raise _Refused(
-                    b"414 URI Too Long", b"The request line is too long.", "request line too long"
-                )
-            if b"\n" in buf:
-                raise _bad("bare LF in the request head")
-            return
-        if buf.count(b"\n") != buf.count(b"\r\n"):
-            raise _bad("bare LF in the request head")
-        if len(buf) - buf.rfind(b"\n") > MAX_LINE:
-            raise _too_large("header line too long")
-        if len(buf) > MAX_HEAD:
-            raise _too_large("request head too large")
-
-    def _parse_head(self, head: bytes) -> tuple[IncomingRequest, int, bool]:
-        if head.count(b"\n") != head.count(b"\r\n"):
-            raise _bad("bare LF in the request head")
-        if head.count(b"\r") != head.count(b"\r\n"):
-            raise _bad("bare CR in the request head")
-        lines = head.split(b"\r\n")
-        line = lines[0]
-        if len(line) > MAX_LINE:
-            raise _Refused(
-                b"414 URI Too Long", b"The request line is too long.", "request line too long"
-            )
-        parts = line.split(b" ")
-        if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
-            raise _bad("malformed request line")
-        method, target, version = parts
-        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-            if version.startswith(b"HTTP/") and len(version) == 8:
-                raise _Refused(
-                    b"505 HTTP Version Not Supported",
-                    b"Only HTTP/1.0 and HTTP/1.1 are served.",
-                    "unsupported HTTP version",
-                )
-            raise _bad("malformed request line")
-        if _BAD_VALUE.search(target):
-            raise _bad("control bytes in the request-target")
-        if len(lines) - 1 > MAX_HEADERS:
-            raise _too_large("too many header lines")
-        headers: list[tuple[bytes, bytes]] = []
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        hosts = 0
-        keep_alive = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            if len(line) > MAX_LINE:
-                raise _too_large("header line too long")
-            name, colon, value = line.partition(b":")
-            if not colon or not _TOKEN.match(name):
-                raise _bad(
-                    "obsolete line folding in the request head"
-                    if line[:1] in (b" ", b"\t")
-                    else "malformed header line"
-                )
-            value = value.strip(b" \t")
-            if _BAD_VALUE.search(value):
-                raise _bad("control bytes in a header value")
-            headers.append((name, value))
-            low = name.lower()
-            if low == b"content-length":
-                lengths.append(value)
-            elif low == b"transfer-encoding":
-                codings.append(value)
-            elif low == b"host":
-                hosts += 1
-            elif low == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                if b"close" in tokens:
-                    keep_alive = False
-        if hosts > 1 or (hosts == 0 and version == b"HTTP/1.1"):
-            raise _bad("an HTTP/1.1 request needs exactly one Host header")
-        length, chunked = 0, False
-        if codings:
-            if lengths:
-                raise _bad("both Content-Length and Transfer-Encoding")
-            if len(codings) != 1 or codings[0].lower() != b"chunked":
-                raise _bad("a transfer coding other than chunked")
-            chunked = True
-        elif lengths:
-            if len(lengths) != 1 or not _DIGITS.match(lengths[0]):
-                raise _bad("invalid Content-Length")
-            length = int(lengths[0])
-        request = IncomingRequest(self, method, target, version, headers, keep_alive)
-        return request, length, chunked
-
-    def _take_body(self, data: bytes) -> None:
-        self._body_size += len(data)
-        if self._body_size > self.factory.limits.max_body_size:
-            raise _Refused(
-                b"413 Content Too Large", b"The request body is too large.", "body over limit"
-            )
-        if self._body_file is not None:
-            self._body_file.write(data)
-            return
-        self._body_parts.append(data)
-        if self._body_size > SPOOL:
-            self._body_file = tempfile.TemporaryFile()
-            self._body_file.write(b"".join(self._body_parts))
-            self._body_parts = []
-
-    def _read_body(self) -> bool:
-        take = self._buf[: self._body_left]
-        self._buf = self._buf[len(take) :]
-        self._body_left -= len(take)
-        self._take_body(take)
-        if self._body_left:
-            return False
-        self._end_body()
-        return True
-
-    def _read_chunks(self) -> bool:
-        decoder = self._decoder
-        assert decoder is not None
+    def _next_request(self) -> None:
         try:
-            rest = decoder.feed(self._buf, self._take_body)
-        except ValueError as e:
-            raise _bad(f"invalid chunked body: {e}") from None
-        self._buf = rest
-        if not decoder.done:
-            return False
-        self._decoder = None
-        self._end_body()
-        return True
+            head = self._reader.head()
+        except ProxyError as e:
+            self._refuse(e)
+            return
+        if head is None:
+            self._state = HEAD if self._reader.partial_head else IDLE
+            self._arm()
+            return
+        request = IncomingRequest(self, head)
+        self._request = request
+        self._state = ACTIVE
+        self._body = NO_BODY if head.length == 0 else HELD
+        self._update_reading()
+        self._arm()
+        self.factory.handler.handle(request)
 
-    def _end_body(self) -> None:
+    # the body, as the request asks for it
+
+    def read_body(self, request: IncomingRequest, sink: BodySink) -> None:
+        if request is not self._request or self._body is not HELD:
+            raise RuntimeError("the body was asked for twice, or after the request ended")
+        self._sink = sink
+        self._body = READING
+        if request.expect_continue and not request.started:
+            self.transport.write(CONTINUE)
+        self._update_reading()
+        self._arm()
+        self._pump()
+
+    def _pump(self) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            done = self._reader.body(sink.body_data)
+        except ProxyError as e:
+            self._body_failed(e)
+            return
+        if self._sink is not sink:  # the request ended while the sink took the bytes
+            return
+        if done:
+            self._body = DONE
+            self._sink = None
+            self._update_reading()
+            self._arm()
+            sink.body_end(True, "")
+        elif self._body is READING:
+            self._arm(progress=True)
+
+    def pause_body(self) -> None:
+        if self._body is READING:
+            self._body = PAUSED
+            self._update_reading()
+            self._arm()
+
+    def resume_body(self) -> None:
+        if self._body is PAUSED:
+            self._body = READING
+            self._update_reading()
+            self._arm()
+            self._pump()
+
+    def body_unread(self) -> bool:
+        return self._body is HELD
+
+    def _body_failed(self, error: ProxyError) -> None:
+        """The body broke its framing, grew over the limit or stalled.
+
+        The handler lets go of its back end first (so that it does not answer
+        the back end's failure), the client gets the refusal, and then the
+        body's sink learns that the body broke off.
+        """
+        answer = status_for(error)
+        log.info("{peer}: request body refused: {detail}", peer=self.peer, detail=answer.log_detail)
+        self._body = FAILED
+        sink, self._sink = self._sink, None
         request = self._request
-        assert request is not None
-        if self._body_file is not None:
-            file, self._body_file = self._body_file, None
-            file.seek(0)
-            request.body = RequestBody(file=file, length=self._body_size)
-        elif self._body_size:
-            request.body = RequestBody(b"".join(self._body_parts))
-        self._body_parts = []
-        self._dispatch()
+        if request is not None and not request.done:
+            self._give_up(request)
+            if request.started:
+                request.abort()
+            else:
+                request.answer_error(answer)
+        if sink is not None:
+            sink.body_end(False, answer.log_detail)
 
-    def _dispatch(self) -> None:
-        request = self._request
-        assert request is not None
-        self._state = "handling"
-        self._no_deadline()
-        self.factory.handler(request)
-
-    # writing
+    # the response
 
     def send(self, data: bytes) -> None:
-        if self._state != "closed":
-            send_now(self.transport, data)
+        if self._state is ACTIVE:
+            self.transport.write(data)
+            if self._armed is WAIT_DUE:
+                self._arm(progress=True)
 
-    def register_producer(self, producer: Any) -> None:
-        if self._state != "closed":
+    def stream_from(self, producer: PushProducer) -> None:
+        if self._state is ACTIVE:
             self._producer = producer
-            self.transport.registerProducer(producer, True)
+            self.transport.registerProducer(self, True)
 
-    def unregister_producer(self) -> None:
+    def stop_streaming(self) -> None:
         if self._producer is not None:
             self._producer = None
-            if self._state != "closed":
+            self._write_paused = False
+            if self._state is not CLOSED:
                 self.transport.unregisterProducer()
+                self._arm()
 
-    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool = False) -> None:
-        if request is not self._request or self._state == "closed":
+    def pauseProducing(self) -> None:
+        self._write_paused = True
+        if self._producer is not None:
+            self._producer.pauseProducing()
+        self._arm()
+
+    def resumeProducing(self) -> None:
+        self._write_paused = False
+        if self._producer is not None:
+            self._producer.resumeProducing()
+        self._arm()
+
+    def stopProducing(self) -> None:
+        if self._producer is not None:
+            self._producer.stopProducing()
+
+    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool) -> None:
+        if request is not self._request or self._state is not ACTIVE:
             return
-        self.unregister_producer()
+        self.stop_streaming()
         self._request = None
-        if request.body.file is not None:
-            request.body.file.close()  # an upload still running is aborted
+        body = self._body
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.body_end(False, "the response ended before the request body")
         if abort:
-            self._state = "closed"
+            self._state = CLOSED
             self.transport.abortConnection()
-            return
-        if not keep_alive:
-            self._state = "closed"
+        elif body in (HELD, READING, PAUSED, FAILED):
+            self._linger()
+        elif not keep_alive:
+            self._state = CLOSED
+            self.transport.loseConnection()
+        else:
+            self._state = IDLE
+            self._body = NO_BODY
+            self._update_reading()
+            if self._reader.buffered:
+                self._serve_buffered()
+            else:
+                self._arm()
+
+    # refusals and closing
+
+    def _refuse(self, error: ProxyError, linger: bool = True) -> None:
+        """Answer with a one-line error and close (after a lingering read)."""
+        answer = status_for(error)
+        log.info(
+            "{peer}: {detail}, answered {status}",
+            peer=self.peer,
+            detail=answer.log_detail,
+            status=answer.status,
+        )
+        headers, body = error_page(answer)
+        lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status, phrase_of(answer.status))]
+        lines += [b"%s: %s\r\n" % pair for pair in headers]
+        lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(lines) + body)
+        if linger:
+            self._linger()
+        else:
+            self._state = CLOSED
+            self.transport.loseConnection()
+
+    def _linger(self) -> None:
+        """Close the write side, then read and drop what still comes, for a while."""
+        shut = getattr(self.transport, "loseWriteConnection", None)
+        if shut is None or self.secure:  # TLS has no half-close: close it all
+            self._state = CLOSED
             self.transport.loseConnection()
             return
-        self._state = "idle"
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        if self._buf:
-            self._run()
-        else:
-            self._due(self.factory.limits.idle_timeout, "idle")
+        self._state = LINGER
+        self._reader = RequestReader(0)  # what was buffered is dropped
+        self._linger_until = self._clock.seconds() + self._limits.linger_time
+        shut()
+        self._update_reading()
+        self._arm()
 
-    def _refuse(self, refused: _Refused) -> None:
-        """Answer with a one-line error and close the connection."""
-        log.info(
-            "{peer}: {what}, answered {status}",
-            peer=self.peer,
-            what=refused.what,
-            status=refused.status[:3].decode(),
-        )
-        self._state = "closed"
-        self._no_deadline()
-        body = b"%s %s\n" % (refused.status.split(b" ", 1)[0], refused.reason)
-        self.transport.write(
-            b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (refused.status, len(body), body)
-        )
-        self.transport.loseConnection()
+    def _give_up(self, request: IncomingRequest) -> None:
+        """Tell the handler the request is abandoned, so it lets go of its back end."""
+        gone, request.on_gone = request.on_gone, None
+        if gone is not None:
+            gone()
+
+    # reading on and off
+
+    def _update_reading(self) -> None:
+        state = self._state
+        if state is ACTIVE:
+            body = self._body
+            if body is READING:
+                want = True
+            elif body is HELD or body is PAUSED:
+                want = False
+            else:
+                want = self._reader.buffered < PAUSE_AT
+        else:
+            want = state is not CLOSED
+        if want is not self._reading:
+            self._reading = want
+            if want:
+                self.transport.resumeProducing()
+            else:
+                self.transport.pauseProducing()
+
+    # the deadline
+
+    def _due(self) -> str:
+        state = self._state
+        if state is ACTIVE:
+            if self._write_paused:
+                return SEND_DUE
+            return BODY_DUE if self._body is READING else WAIT_DUE
+        if state is IDLE:
+            return IDLE_DUE
+        if state is HEAD:
+            return HEAD_DUE
+        return LINGER_DUE
+
+    def _arm(self, progress: bool = False) -> None:
+        """Arm the deadline of the state the connection is in, on entering it
+        (and again on progress, where the deadline counts silence)."""
+        if self._state is CLOSED:
+            return
+        due = self._due()
+        if due is self._armed and not progress:
+            return
+        if due is HEAD_DUE and self._armed is HEAD_DUE:
+            return  # a head's deadline runs from its first byte
+        self._armed = due
+        limits = self._limits
+        if due is IDLE_DUE:
+            seconds = limits.idle_timeout
+        elif due is HEAD_DUE:
+            seconds = limits.header_timeout
+        elif due is WAIT_DUE:
+            seconds = limits.answer_timeout
+        elif due is BODY_DUE:
+            seconds = limits.body_timeout
+        elif due is SEND_DUE:
+            seconds = limits.send_timeout
+        else:
+            left = self._linger_until - self._clock.seconds()
+            seconds = max(0.0, min(limits.linger_timeout, left))
+        self._deadline.set(seconds, self._expired)
+
+    def _expired(self) -> None:
+        due, self._armed = self._armed, ""
+        request = self._request
+        if due is IDLE_DUE or due is LINGER_DUE:
+            self._state = CLOSED
+            self.transport.loseConnection()
+        elif due is HEAD_DUE:
+            self._refuse(
+                RequestTimeout(detail=f"headers not complete in {self._limits.header_timeout}s")
+            )
+        elif due is BODY_DUE:
+            self._body_failed(
+                RequestTimeout(detail=f"no body bytes for {self._limits.body_timeout}s")
+            )
+        elif request is None:  # cannot be: WAIT and SEND are states of a request
+            self.transport.abortConnection()
+        elif due is SEND_DUE:
+            log.info(
+                "{peer}: client read nothing for {t}s: closing",
+                peer=self.peer,
+                t=self._limits.send_timeout,
+            )
+            self._give_up(request)
+            request.abort()
+        else:
+            self._give_up(request)
+            if request.started:
+                request.abort()
+            else:
+                limit = self._limits.answer_timeout
+                request.answer_error(status_for(AnswerTimeout(detail=f"no answer in {limit}s")))
 
 
 class FrontEndFactory(Factory):
     """Builds client connections that hand requests to ``handler``."""
 
-    protocol = ClientConnection  # type: ignore[assignment]
     noisy = False
 
-    def __init__(
-        self, handler: Callable[[IncomingRequest], None], limits: ClientLimits, clock: Any
-    ) -> None:
+    def __init__(self, handler: RequestHandler, limits: ClientLimits, clock: IReactorTime) -> None:
         self.handler = handler
         self.limits = limits
         self.clock = clock
         self.connections: set[ClientConnection] = set()
         self._all_closed: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: object) -> ClientConnection:
+        return ClientConnection(self)
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

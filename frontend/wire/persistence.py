@@ -1,0 +1,43 @@
+"""The one place that reads ``Connection`` and decides whether a connection
+outlives its exchange, for client connections and back-end connections alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["backend_reusable", "client_keeps_alive", "connection_tokens"]
+
+
+def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+    """The tokens of ``Connection`` header values, lowercased, empty ones dropped."""
+    out: set[bytes] = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                out.add(token)
+    return frozenset(out)
+
+
+def client_keeps_alive(version: bytes, tokens: frozenset[bytes]) -> bool:
+    """Whether a client connection may carry another request after this one.
+
+    HTTP/1.1 persists unless ``close`` is listed.  HTTP/1.0 connections are
+    closed after their response, ``keep-alive`` or not: few 1.0 clients are
+    left, and closing them keeps the framing of their answers simple (a body
+    of unknown length is delimited by the close).
+    """
+    return version == b"HTTP/1.1" and b"close" not in tokens
+
+
+def backend_reusable(version: bytes, tokens: frozenset[bytes], delimited: bool) -> bool:
+    """Whether a back-end connection may go back to the pool after a response.
+
+    ``delimited``: the body's end was known from its framing (a length or the
+    last chunk), not from the connection closing.  An HTTP/1.0 response keeps
+    the connection only when it says ``keep-alive`` (RFC 9112 section 9.3).
+    """
+    if not delimited or b"close" in tokens:
+        return False
+    return version == b"HTTP/1.1" or b"keep-alive" in tokens

@@ -1,0 +1,131 @@
+"""The back-end client: connections by server name, kept in a pool.
+
+:class:`Upstream` sends a request to a server (by its directory host name,
+mapped to an address by the ``[hosts]`` table or resolved by the reactor,
+never blocking) on a pooled idle connection when there is one, else on a
+new one.  Idle connections are kept LIFO per server (at most
+``max_idle_per_backend``, each for ``idle_timeout`` seconds): the most
+recently used is the least likely to have been closed by the back end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet import error as ierror
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+
+from frontend.wire.backend import BackendConnection, BackendExchange
+from frontend.wire.interfaces import Exchange, OutgoingRequest
+
+__all__ = ["Upstream"]
+
+
+class _ConnectionFactory(Factory):
+    noisy = False  # no log line per connection
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    def buildProtocol(self, addr: object) -> BackendConnection:
+        return BackendConnection(self.upstream)
+
+
+class Upstream:
+    """Sends requests to back ends over plain HTTP/1.1 on ``port``."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        port: int,
+        connect_timeout: float,
+        response_timeout: float,
+        hosts: Mapping[str, str],
+        max_idle_per_backend: int,
+        idle_timeout: float,
+    ) -> None:
+        self._reactor = reactor
+        self.clock = reactor
+        self._port = port
+        self._connect_timeout = connect_timeout
+        self.response_timeout = response_timeout
+        self._hosts = {k.lower(): v for k, v in hosts.items()}
+        self._max_idle = max_idle_per_backend
+        self.idle_timeout = idle_timeout
+        self._idle: dict[str, list[BackendConnection]] = {}
+        self._factory = _ConnectionFactory(self)
+        self.connections_made = 0
+
+    def send(self, server: str, request: OutgoingRequest) -> Deferred[Exchange]:
+        """Send one request; fires with the response once its head is read.
+
+        Fails with the endpoint's connect errors,
+        :class:`~frontend.errors.GatewayTimeout` when no head arrives in time,
+        :class:`~frontend.errors.BackendFailed` when the exchange breaks.
+        The request body's source is not touched before the connection is
+        made (and, with ``expect_continue``, before the back end asks for
+        it), so a request that could not connect can go to another server.
+        """
+        key = server.lower()
+        ex = BackendExchange(server, key, request)
+        d = ex.wait()
+        idle = self._idle.get(key)
+        if idle:
+            idle.pop().start(ex, reused=True)
+        else:
+            self.connect(ex)
+        return d  # type: ignore[return-value]  # Deferred is invariant; an exchange is an Exchange
+
+    def connect(self, ex: BackendExchange) -> None:
+        """Open a new connection for ``ex``."""
+        address = self._hosts.get(ex.key, ex.key)
+        reactor, port, timeout = self._reactor, self._port, self._connect_timeout
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(address):
+            endpoint = TCP4ClientEndpoint(reactor, address, port, timeout=timeout)
+        elif isIPv6Address(address):
+            endpoint = TCP6ClientEndpoint(reactor, address, port, timeout=timeout)
+        else:
+            try:
+                endpoint = HostnameEndpoint(reactor, address.encode("idna"), port, timeout=timeout)
+            except UnicodeError:
+                ex.fire(ierror.DNSLookupError(f"bad host name {address!r}"))
+                return
+        try:
+            connecting = endpoint.connect(self._factory)
+        except Exception as e:
+            connecting = fail(e)
+        ex.connecting(connecting)
+
+    def release(self, conn: BackendConnection) -> None:
+        """An exchange finished cleanly on ``conn``: keep it idle, or close it."""
+        if self._max_idle <= 0:
+            conn.expire()
+            return
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self._max_idle:
+            idle.pop(0).expire()  # the oldest is nearest the back end's own timeout
+        conn.mark_idle()
+        idle.append(conn)
+
+    def forget(self, conn: BackendConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+
+    def close_idle(self) -> None:
+        """Close every pooled idle connection (at stop and reload)."""
+        pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for conn in idle:
+                conn.expire()
+
+    def idle_count(self, server: str) -> int:
+        """How many idle connections to ``server`` are pooled."""
+        return len(self._idle.get(server.lower(), ()))
