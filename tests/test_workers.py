@@ -79,3 +79,37 @@ def test_workers_share_the_socket_take_signals_and_are_restarted(
         assert exchange(port, REQUEST).startswith(b"HTTP/1.1 200")
         assert serve.stop() == 0
         assert all(not Path(f"/proc/{pid}").exists() for pid in now)
+
+
+def test_sigterm_reaching_a_worker_still_starting_stops_it_cleanly(
+    farm: Farm, clean_farm: Farm, tmp_path: Path
+) -> None:
+    """A SIGTERM relayed to a worker that has just been started (its imports not
+    done, its handlers not installed) waits for it: the master exits 0."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "fe.toml",
+        {
+            "frontend": {
+                "listen": [f"tcp:{port}:interface=127.0.0.1"],
+                "authenticate": False,
+                "backend_port": farm.port,
+            },
+            "hosts": farm_hosts(farm),
+            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
+        },
+    )
+    serve = ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2")
+    with serve:
+        deadline = time.monotonic() + 10
+        while len(workers := children(serve.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (now := children(serve.pid)) == workers or len(now) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.01)
+        serve.signal(signal.SIGTERM)  # at once: the new worker is still starting
+        assert serve.stop() == 0, serve.errors()
+        assert all(not Path(f"/proc/{pid}").exists() for pid in now)

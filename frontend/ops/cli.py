@@ -111,6 +111,8 @@ def _serve(args: Any) -> int:
 def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
     from twisted.logger import Logger
 
+    from frontend.ops.workers import RELAYED
+
     log = Logger()
     try:
         service.startService()
@@ -120,6 +122,9 @@ def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
         reactor.stop()
         return
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    # A --workers master starts its workers with these signals blocked; the
+    # reactor's handlers (and ours for SIGHUP) are in place now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
     log.info(
         "feproxy {name} serving on {listen}",
         name=service.config.frontend.name,

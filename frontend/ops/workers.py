@@ -29,7 +29,10 @@ from typing import Any
 from frontend.config import Config
 from frontend.ops.listen import parse_endpoint
 
-__all__ = ["open_sockets", "run_master"]
+__all__ = ["RELAYED", "open_sockets", "run_master"]
+
+#: The signals the master passes on to its workers.
+RELAYED = frozenset({signal.SIGHUP, signal.SIGTERM, signal.SIGINT})
 
 
 def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
@@ -88,7 +91,15 @@ def run_master(args: Any, config: Config) -> int:
     def spawn(i: int) -> None:
         started[i] = time.monotonic()
         fds = [s.fileno() for s in sockets[i].values()]
-        workers[i] = subprocess.Popen(_worker_command(args, i, sockets[i]), pass_fds=fds)
+        # The worker starts with the relayed signals blocked (a signal mask is
+        # inherited across fork and exec) and unblocks them once its handlers
+        # are in place: a SIGTERM relayed to a worker still starting waits
+        # for it instead of killing it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+        try:
+            workers[i] = subprocess.Popen(_worker_command(args, i, sockets[i]), pass_fds=fds)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
 
     def relay(signum: int, frame: Any) -> None:
         if signum != signal.SIGHUP:
@@ -97,7 +108,7 @@ def run_master(args: Any, config: Config) -> int:
             if w is not None and w.poll() is None:
                 w.send_signal(signum)
 
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    for sig in RELAYED:
         signal.signal(sig, relay)
     for i in range(args.workers):
         spawn(i)
