@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from frontend.wire.incoming import IncomingRequest
 from frontend.wire.server import PAUSE_AT, ClientLimits
-from tests.wire_support import H, Conn, Sink, ok, read_then_ok
+from tests.wire_support import Conn, H, Sink, ok, read_then_ok
 
 # -- heads, handed over at once
 
