@@ -27,7 +27,14 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from backend_stub.faults import NO_FAULT, Fault
 from backend_stub.records import RequestLog, body_digest, make_record
 from backend_stub.response import Clock, PreparedResponse, ResponseSender
-from backend_stub.routing import EchoReply, StreamReply, TextReply, request_path, route
+from backend_stub.routing import (
+    EchoReply,
+    SinkReply,
+    StreamReply,
+    TextReply,
+    request_path,
+    route,
+)
 from backend_stub.topology import FolderSpec, ServerSpec
 
 __all__ = ["StubChannel", "StubRequest", "StubResource", "StubServer", "StubSite"]
@@ -139,6 +146,7 @@ class StubResource(Resource):
             self._folders,
             path,
             from_front_end=request.requestHeaders.hasHeader(b"X-Front-End-Server"),
+            method=request.method.decode("latin-1"),
         )
         if isinstance(reply, StreamReply):
             return PreparedResponse(
@@ -163,7 +171,12 @@ class StubResource(Resource):
                 headers=(server_header, (b"Content-Type", _JSON)),
                 body=json.dumps(echo).encode("utf-8"),
             )
-        assert isinstance(reply, TextReply)
+        if isinstance(reply, SinkReply):
+            text = (
+                f"{reply.target} on {self._spec.name}: received"
+                f" {record['body_length']} bytes, sha256 {record['body_sha256']}\n"
+            )
+            reply = TextReply(reply.status, text, reason=reply.reason)
         headers = [server_header, (b"Content-Type", _TEXT)]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         return PreparedResponse(
