@@ -1,0 +1,175 @@
+"""The stub's HTTP/1.1 layer: twisted.web's channel and request, adapted.
+
+What differs from stock twisted.web:
+
+- Header lines are also kept exactly as received (``raw_headers``).
+- A request body is never spooled (twisted.web keeps it in memory below
+  100 KB and in a temporary file above): each chunk goes into a running
+  length and SHA-256 (:class:`~backend_stub.records.BodyDigest`), and only
+  its first :data:`PREFIX_LIMIT` bytes are kept, in ``request.content``.
+  Bodies are never parsed into ``request.args``.
+- A request whose connection is lost before its body is complete is still
+  recorded, with ``body_complete`` False.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any, NamedTuple, Protocol
+
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, parse_qs
+from twisted.web.http import Request as HTTPRequest
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from backend_stub.records import BodyDigest, Record
+from backend_stub.response import Clock
+
+__all__ = [
+    "PREFIX_LIMIT",
+    "Backend",
+    "RequestHead",
+    "StubChannel",
+    "StubRequest",
+    "StubSite",
+]
+
+PREFIX_LIMIT = 64 * 1024
+
+
+class RequestHead(NamedTuple):
+    """The request line, as received."""
+
+    method: bytes
+    uri: bytes
+    version: bytes
+
+
+class Backend(Protocol):
+    """What the HTTP layer asks of the stub server behind it."""
+
+    def record(self, request: StubRequest) -> Record:
+        """Record *request* as received so far."""
+
+
+class StubRequest(Request):
+    """A request that keeps its raw header lines and only digests its body.
+
+    Twisted's ``Headers`` canonicalises names and groups repeated headers;
+    ``raw_headers`` keeps name case, order and repetition.  ``head`` is the
+    request line (known before the body), ``body`` the running digest of the
+    body, ``record`` the request's record once made.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head: RequestHead | None = None
+        self.body = BodyDigest()
+        self.record: Record | None = None
+        self.backend: Backend | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        """Keep the body's first bytes in memory, never in a temporary file."""
+        self.content = BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Digest one chunk of the body; keep it only within the prefix."""
+        self.body.update(data)
+        content = self.content
+        assert content is not None
+        room = PREFIX_LIMIT - content.tell()
+        if room > 0:
+            content.write(data[:room])
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The body is complete: process.
+
+        As twisted.web's, except that the body is never parsed as a form
+        (only its prefix is kept, and no stub resource reads forms).
+        """
+        self.body.complete = True
+        if self.content is not None:
+            self.content.seek(0)
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, sep, query = path.partition(b"?")
+        self.args = parse_qs(query, 1) if sep else {}
+        self.process()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Record a request lost before its body was complete, then clean up."""
+        if self.head is not None and self.record is None and self.backend is not None:
+            self.backend.record(self)
+        super().connectionLost(reason)
+
+
+class StubChannel(HTTPChannel):
+    """An HTTP channel that records raw header lines and the request line,
+    and tracks its connection in the site."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._at_request_line = True
+        self._request_line = b""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        site = getattr(self, "site", None)
+        if isinstance(site, StubSite):
+            site.connections.add(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        site = getattr(self, "site", None)
+        if isinstance(site, StubSite):
+            site.connections.discard(self)
+        super().connectionLost(reason)
+
+    def lineReceived(self, line: bytes) -> None:
+        # Keep the request line: twisted.web tells it only with the body.
+        if self._at_request_line and line:
+            self._at_request_line = False
+            self._request_line = line
+        super().lineReceived(line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        ok: bool = super().headerReceived(line)
+        if ok:
+            request = self.requests[-1]
+            name, value = line.split(b":", 1)
+            if isinstance(request, StubRequest):
+                request.raw_headers.append((name, value.strip(b" \t")))
+        return ok
+
+    def allHeadersReceived(self) -> None:
+        """Prepare for the body; tell the request its head and server."""
+        super().allHeadersReceived()
+        request = self.requests[-1]
+        site = getattr(self, "site", None)
+        if isinstance(request, StubRequest) and isinstance(site, StubSite):
+            parts = self._request_line.split()
+            request.head = RequestHead(parts[0], parts[1], parts[2])
+            request.backend = site.backend
+
+    def allContentReceived(self) -> None:
+        self._at_request_line = True
+        super().allContentReceived()
+
+
+class StubSite(Site):
+    """A Site whose channels are :class:`StubChannel` and known to the site."""
+
+    # Plain HTTP/1.1 channels: the stub never negotiates HTTP/2, so the
+    # generic HTTP/1.1-or-2 wrapper that Site builds by default is not needed.
+    protocol = StubChannel  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, resource: Resource, reactor: Clock, backend: Backend) -> None:
+        super().__init__(resource, requestFactory=StubRequest, reactor=reactor)
+        self.backend = backend
+        self.connections: set[StubChannel] = set()
+
+    def log(self, request: HTTPRequest) -> None:
+        """Write no access log line: the resource logs each request, also
+        those that never finish (cut, hang)."""
