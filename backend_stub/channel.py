@@ -8,6 +8,14 @@ What differs from stock twisted.web:
   length and SHA-256 (:class:`~backend_stub.records.BodyDigest`), and only
   its first :data:`PREFIX_LIMIT` bytes are kept, in ``request.content``.
   Bodies are never parsed into ``request.args``.
+- ``Expect: 100-continue`` is answered as the server's expect mode says
+  (:mod:`backend_stub.expect`), not always at once.  A request answered
+  before its body ("early") ends the connection: the answer carries
+  ``Connection: close``; whatever the client sends afterwards (the body
+  anyway, more requests) is read and thrown away; once the answer is out the
+  write side is shut (a lingering close, so that a client still sending gets
+  the answer rather than a reset), and the connection is dropped when the
+  client closes it or after :attr:`StubChannel.linger_seconds`.
 - A request whose connection is lost before its body is complete is still
   recorded, with ``body_complete`` False.
 """
@@ -24,10 +32,14 @@ from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from backend_stub.expect import wants_continue
 from backend_stub.records import BodyDigest, Record
 from backend_stub.response import Clock
+from backend_stub.topology import ExpectMode
 
 __all__ = [
+    "CONTINUE",
+    "LINGER_SECONDS",
     "PREFIX_LIMIT",
     "Backend",
     "RequestHead",
@@ -37,6 +49,8 @@ __all__ = [
 ]
 
 PREFIX_LIMIT = 64 * 1024
+LINGER_SECONDS = 5.0
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class RequestHead(NamedTuple):
@@ -50,6 +64,14 @@ class RequestHead(NamedTuple):
 class Backend(Protocol):
     """What the HTTP layer asks of the stub server behind it."""
 
+    @property
+    def expect_mode(self) -> ExpectMode:
+        """How the server answers ``Expect: 100-continue`` now."""
+
+    def answers_before_body(self, request: StubRequest) -> bool:
+        """Whether, judging from its head, *request* gets an answer other
+        than success (which a deciding server then sends at once)."""
+
     def record(self, request: StubRequest) -> Record:
         """Record *request* as received so far."""
 
@@ -60,7 +82,9 @@ class StubRequest(Request):
     Twisted's ``Headers`` canonicalises names and groups repeated headers;
     ``raw_headers`` keeps name case, order and repetition.  ``head`` is the
     request line (known before the body), ``body`` the running digest of the
-    body, ``record`` the request's record once made.
+    body, ``expect`` the ``Expect`` header as sent, ``continued`` whether
+    ``100 Continue`` was sent, ``early`` whether the answer was decided
+    before the body, ``record`` the request's record once made.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -68,6 +92,9 @@ class StubRequest(Request):
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head: RequestHead | None = None
         self.body = BodyDigest()
+        self.expect: bytes | None = None
+        self.continued = False
+        self.early = False
         self.record: Record | None = None
         self.backend: Backend | None = None
 
@@ -85,12 +112,13 @@ class StubRequest(Request):
             content.write(data[:room])
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """The body is complete: process.
+        """The body is complete (or the answer comes before it): process.
 
         As twisted.web's, except that the body is never parsed as a form
         (only its prefix is kept, and no stub resource reads forms).
         """
-        self.body.complete = True
+        if not self.early:
+            self.body.complete = True
         if self.content is not None:
             self.content.seek(0)
         self.method, self.uri, self.clientproto = command, path, version
@@ -106,13 +134,17 @@ class StubRequest(Request):
 
 
 class StubChannel(HTTPChannel):
-    """An HTTP channel that records raw header lines and the request line,
-    and tracks its connection in the site."""
+    """An HTTP channel that records raw header lines, tracks its connection
+    in the site and answers ``Expect: 100-continue`` as its server says."""
+
+    linger_seconds = LINGER_SECONDS
 
     def __init__(self) -> None:
         super().__init__()
         self._at_request_line = True
         self._request_line = b""
+        self.discarding = False  # answered before the body: input is thrown away
+        self._linger: Any = None  # the IDelayedCall of a lingering close
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -121,6 +153,9 @@ class StubChannel(HTTPChannel):
             site.connections.add(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
         site = getattr(self, "site", None)
         if isinstance(site, StubSite):
             site.connections.discard(self)
@@ -143,18 +178,77 @@ class StubChannel(HTTPChannel):
         return ok
 
     def allHeadersReceived(self) -> None:
-        """Prepare for the body; tell the request its head and server."""
-        super().allHeadersReceived()
+        """Prepare for the body; send ``100 Continue`` or answer at once.
+
+        The first three steps are twisted.web's own; its unconditional
+        ``100 Continue`` is replaced by the server's decision.
+        """
         request = self.requests[-1]
+        parts = self._request_line.split()
+        head = RequestHead(parts[0], parts[1], parts[2])
+        request.parseCookies()
+        self.persistent = self.checkPersistence(request, head.version)
+        request.gotLength(self.length)
         site = getattr(self, "site", None)
-        if isinstance(request, StubRequest) and isinstance(site, StubSite):
-            parts = self._request_line.split()
-            request.head = RequestHead(parts[0], parts[1], parts[2])
-            request.backend = site.backend
+        if not isinstance(request, StubRequest) or not isinstance(site, StubSite):
+            return
+        request.head = head
+        request.backend = site.backend
+        values = request.requestHeaders.getRawHeaders(b"Expect")
+        request.expect = b", ".join(values) if values else None
+        if not wants_continue(values[0] if values else None, head.version):
+            return
+        if site.backend.expect_mode == "blind":
+            self._continue(request)
+        elif self.length == 0:
+            pass  # no body to wait for: the answer follows at once
+        elif site.backend.answers_before_body(request):
+            self._answer_early(request, head)
+        else:
+            self._continue(request)
+
+    def _continue(self, request: StubRequest) -> None:
+        request.continued = True
+        transport: Any = self.transport
+        transport.write(CONTINUE)
+
+    def _answer_early(self, request: StubRequest, head: RequestHead) -> None:
+        self.persistent = False
+        self.discarding = True
+        request.early = True
+        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        request.requestReceived(head.method, head.uri, head.version)
 
     def allContentReceived(self) -> None:
         self._at_request_line = True
         super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self.discarding:
+            super().rawDataReceived(data)
+
+    def loseConnection(self) -> None:
+        """Close; after an early answer, linger (see the module docstring)."""
+        if self._linger is not None:
+            return
+        transport: Any = self.transport
+        half_close = getattr(transport, "loseWriteConnection", None)
+        if not self.discarding or half_close is None:
+            super().loseConnection()
+            return
+        # Keep reading (and throwing away) whatever the client still sends,
+        # also if a full send buffer had paused reading: the channel no
+        # longer produces, so nothing would resume it.
+        transport.unregisterProducer()
+        transport.resumeProducing()
+        half_close()
+        self._linger = self.callLater(self.linger_seconds, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
 
 class StubSite(Site):

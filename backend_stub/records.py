@@ -48,12 +48,17 @@ def make_record(
     time: float,
     peer: str = "",
     body_complete: bool = True,
+    expect: bytes | None = None,
+    continued: bool = False,
 ) -> Record:
     """The JSON-ready record of one request; bytes are decoded as latin-1.
 
     ``host`` is the first ``Host`` header as sent, or None without one;
     ``peer`` is the client's ``address:port``; ``body_complete`` whether the
-    whole body arrived (False: the connection was lost mid-body).
+    whole body arrived (False: the connection was lost mid-body, or the
+    server answered before reading it); ``expect`` the ``Expect`` header as
+    sent (None without one); ``continued`` whether the server answered
+    ``100 Continue``.
     """
     pairs = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
     host = next((value for name, value in pairs if name.lower() == "host"), None)
@@ -66,6 +71,8 @@ def make_record(
         "body_length": body_length,
         "body_sha256": body_sha256,
         "body_complete": body_complete,
+        "expect": None if expect is None else expect.decode("latin-1"),
+        "continued": continued,
         "time": time,
         "peer": peer,
     }

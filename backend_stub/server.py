@@ -1,10 +1,13 @@
 """One stub back-end server: a twisted.web Site on its own address.
 
 The server records every request once its body arrived (before any fault
-delays the answer), or when the connection is lost mid-body; it decides the reply with
+delays the answer), or when it answers before the body, or when the
+connection is lost mid-body; it decides the reply with
 :func:`backend_stub.routing.route` and sends it through
 :class:`backend_stub.response.ResponseSender` under the fault in force.
-Request bodies are digested as they arrive (:mod:`backend_stub.channel`).
+How it answers ``Expect: 100-continue`` is its expect mode (topology key
+``expect``, control API ``/servers/<name>/expect``; see
+:mod:`backend_stub.expect` and :mod:`backend_stub.channel`).
 
 The ``refuse`` fault closes the listener and drops every open connection
 (a server that went down keeps no connections alive); leaving it listens
@@ -25,6 +28,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from backend_stub.channel import StubChannel, StubRequest, StubSite
+from backend_stub.expect import answers_before_body
 from backend_stub.faults import NO_FAULT, Fault
 from backend_stub.records import Record, RequestLog, make_record
 from backend_stub.response import Clock, PreparedResponse, ResponseSender
@@ -37,7 +41,7 @@ from backend_stub.routing import (
     request_path,
     route,
 )
-from backend_stub.topology import FolderSpec, ServerSpec
+from backend_stub.topology import ExpectMode, FolderSpec, ServerSpec
 
 __all__ = ["StubChannel", "StubRequest", "StubResource", "StubServer", "StubSite"]
 
@@ -117,8 +121,8 @@ _ECHOED = ("server", "method", "uri", "headers", "body_length", "body_sha256")
 
 
 class StubServer:
-    """One server of the farm: its Site, its listener and its fault (the
-    :class:`~backend_stub.channel.Backend` of its channels)."""
+    """One server of the farm: its Site, its listener, its fault and its
+    expect mode (the :class:`~backend_stub.channel.Backend` of its channels)."""
 
     _log = Logger()
 
@@ -133,6 +137,7 @@ class StubServer:
         self.spec = spec
         self.port = port
         self.fault: Fault = NO_FAULT
+        self.expect_mode: ExpectMode = spec.expect
         self._folders = tuple(folders)
         self._records = records
         self._reactor = reactor  # IReactorTCP and IReactorTime
@@ -162,6 +167,7 @@ class StubServer:
             "address": self.spec.address,
             "port": self.port,
             "fault": self.fault.to_json(),
+            "expect": self.expect_mode,
         }
 
     def reply_for(self, request: StubRequest) -> Reply:
@@ -176,6 +182,10 @@ class StubServer:
             method=method.decode("latin-1"),
         )
 
+    def answers_before_body(self, request: StubRequest) -> bool:
+        """Whether a deciding server answers *request* without its body."""
+        return answers_before_body(self.reply_for(request), self.fault)
+
     def record(self, request: StubRequest) -> Record:
         """Record *request* with what arrived of its body so far."""
         head = request.head
@@ -189,12 +199,14 @@ class StubServer:
             body_length=body.length,
             body_sha256=body.sha256,
             body_complete=body.complete,
+            expect=request.expect,
+            continued=request.continued,
             time=self._reactor.seconds(),
             peer=_peer(request),
         )
         self._records.add(record)
         request.record = record
-        if not body.complete:  # lost mid-body: no answer to log
+        if not body.complete and not request.early:  # lost mid-body: no answer to log
             self._log.info(
                 "{server} {method} {uri} - (connection lost after {length} body bytes)",
                 server=self.spec.name,
@@ -203,6 +215,11 @@ class StubServer:
                 length=body.length,
             )
         return record
+
+    def set_expect(self, mode: ExpectMode) -> ExpectMode:
+        """Answer ``Expect: 100-continue`` in *mode* from now on."""
+        self.expect_mode = mode
+        return mode
 
     def start(self) -> Deferred[None]:
         """Listen on the server's address; fails with CannotListenError."""
