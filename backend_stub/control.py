@@ -1,6 +1,11 @@
 """The control API of the stub farm: HTTP + JSON on a loopback address.
 
-    GET    /servers               [{"name", "address", "port", "fault"}, ...]
+    GET    /servers               [{"name", "address", "port", "fault", "expect"}, ...]
+    GET    /servers/<name>/expect {"mode": "decide" | "blind"}: how that server
+                                  answers Expect: 100-continue
+    PUT    /servers/<name>/expect {"mode": "decide" | "blind"} -> 200 + the mode,
+                                  in force for requests whose head arrives
+                                  from now on; 404 unknown server, 400 bad body
     GET    /requests[?server=N]   request records, oldest first (404: no server N)
     DELETE /requests              forget all records -> {"cleared": count}
     GET    /faults/<name>         the fault in force on that server
@@ -23,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from backend_stub.expect import ExpectError, parse_expect
 from backend_stub.faults import Fault, FaultError, parse_fault
 from backend_stub.records import RequestLog
 from backend_stub.server import StubServer
@@ -52,6 +58,17 @@ class ControlResource(Resource):
         if parts == ["requests"]:
             return self._only(
                 request, {b"GET": self._get_requests, b"DELETE": self._delete_requests}
+            )
+        if len(parts) == 3 and parts[0] == "servers" and parts[2] == "expect":
+            server = self._servers.get(parts[1])
+            if server is None:
+                return _json(request, 404, {"error": f"no server {parts[1]!r}"})
+            return self._only(
+                request,
+                {
+                    b"GET": lambda r: _json(r, 200, {"mode": server.expect_mode}),
+                    b"PUT": lambda r: self._put_expect(r, server),
+                },
             )
         if len(parts) == 2 and parts[0] == "faults":
             server = self._servers.get(parts[1])
@@ -85,16 +102,18 @@ class ControlResource(Resource):
     def _delete_requests(self, request: Request) -> bytes:
         return _json(request, 200, {"cleared": self._records.clear()})
 
-    def _put_fault(self, request: Request, server: StubServer) -> object:
-        assert request.content is not None
-        raw = request.content.read(_MAX_BODY + 1)
-        if len(raw) > _MAX_BODY:
-            return _json(request, 400, {"error": "body too large"})
+    def _put_expect(self, request: Request, server: StubServer) -> bytes:
         try:
-            fault = parse_fault(json.loads(raw or b"null"))
+            mode = parse_expect(_read_json(request))
+        except (ValueError, ExpectError) as exc:
+            return _bad_body(request, exc)
+        return _json(request, 200, {"mode": server.set_expect(mode)})
+
+    def _put_fault(self, request: Request, server: StubServer) -> object:
+        try:
+            fault = parse_fault(_read_json(request))
         except (ValueError, FaultError) as exc:
-            lines = str(exc).splitlines() or ["bad body"]
-            return _json(request, 400, {"error": lines[0]})
+            return _bad_body(request, exc)
 
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
@@ -113,6 +132,20 @@ class ControlResource(Resource):
 
         server.set_fault(fault).addBoth(done)
         return NOT_DONE_YET
+
+
+def _read_json(request: Request) -> Any:
+    """The decoded JSON body (null when empty); ValueError when not JSON or too large."""
+    assert request.content is not None
+    raw = request.content.read(_MAX_BODY + 1)
+    if len(raw) > _MAX_BODY:
+        raise ValueError("body too large")
+    return json.loads(raw or b"null")
+
+
+def _bad_body(request: Request, exc: Exception) -> bytes:
+    lines = str(exc).splitlines() or ["bad body"]
+    return _json(request, 400, {"error": lines[0]})
 
 
 def _json(request: Request, status: int, value: object) -> bytes:

@@ -5,29 +5,36 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
-__all__ = ["DEFAULT_LIMIT", "RequestLog", "body_digest", "make_record"]
+__all__ = ["DEFAULT_LIMIT", "BodyDigest", "Record", "RequestLog", "make_record"]
 
 DEFAULT_LIMIT = 10000
 
 Record = dict[str, Any]
 
 
-def body_digest(content: IO[bytes] | None) -> tuple[int, str]:
-    """Length and SHA-256 (hex) of a spooled request body, read in chunks.
+class BodyDigest:
+    """The running length and SHA-256 of a request body, fed chunk by chunk.
 
-    The file position is restored to the start afterwards.
+    Nothing of the body is kept: memory stays flat whatever its size.
+    ``complete`` is set once the whole declared (or chunked) body arrived.
     """
-    digest = hashlib.sha256()
-    length = 0
-    if content is not None:
-        content.seek(0)
-        while chunk := content.read(65536):
-            digest.update(chunk)
-            length += len(chunk)
-        content.seek(0)
-    return length, digest.hexdigest()
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.length = 0
+        self.complete = False
+
+    def update(self, chunk: bytes) -> None:
+        """Count and hash one more chunk of the body."""
+        self._hash.update(chunk)
+        self.length += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of the bytes received so far."""
+        return self._hash.hexdigest()
 
 
 def make_record(
@@ -40,11 +47,18 @@ def make_record(
     body_sha256: str,
     time: float,
     peer: str = "",
+    body_complete: bool = True,
+    expect: bytes | None = None,
+    continued: bool = False,
 ) -> Record:
     """The JSON-ready record of one request; bytes are decoded as latin-1.
 
     ``host`` is the first ``Host`` header as sent, or None without one;
-    ``peer`` is the client's ``address:port``.
+    ``peer`` is the client's ``address:port``; ``body_complete`` whether the
+    whole body arrived (False: the connection was lost mid-body, or the
+    server answered before reading it); ``expect`` the ``Expect`` header as
+    sent (None without one); ``continued`` whether the server answered
+    ``100 Continue``.
     """
     pairs = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
     host = next((value for name, value in pairs if name.lower() == "host"), None)
@@ -56,6 +70,9 @@ def make_record(
         "headers": pairs,
         "body_length": body_length,
         "body_sha256": body_sha256,
+        "body_complete": body_complete,
+        "expect": None if expect is None else expect.decode("latin-1"),
+        "continued": continued,
         "time": time,
         "peer": peer,
     }

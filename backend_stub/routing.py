@@ -1,15 +1,17 @@
 """Decide what a stub server answers to a request path (pure logic, no I/O).
 
-:func:`route` maps a request target to a :data:`Reply`:
+:func:`route` maps a request (method and target) to a :data:`Reply`:
 
 - ``/exchange/<alias>[/...]``: the mailbox, or 404 if it lives elsewhere.
   ``<alias>@<domain>`` is accepted for ``<alias>`` (explicit logon with an
-  SMTP address, section 5 of the design).
+  SMTP address, section 5 of the design).  ``PUT`` and ``POST`` into a
+  mailbox it holds are uploads (:class:`SinkReply`).
 - ``/exchweb/bytes/<N>``: a streamed body of N pattern bytes.
 - ``/exchweb/...``: a JSON echo of the request.
 - a public folder path (segment-wise prefix, case-insensitive as Exchange
-  URLs are): the content if this server holds a replica, otherwise a 421
-  referral when the request came through a front end, else 404.
+  URLs are): the content if this server holds a replica (``PUT`` and
+  ``POST`` into it are uploads), otherwise a 421 referral when the request
+  came through a front end, else 404.
 - anything else: 404.
 """
 
@@ -24,6 +26,7 @@ from backend_stub.topology import FolderSpec, ServerSpec, path_segments
 __all__ = [
     "EchoReply",
     "Reply",
+    "SinkReply",
     "StreamReply",
     "TextReply",
     "find_folder",
@@ -54,7 +57,21 @@ class EchoReply:
     """A JSON description of the request as the server received it."""
 
 
-Reply = TextReply | StreamReply | EchoReply
+@dataclass(frozen=True)
+class SinkReply:
+    """An upload taken in: once the whole body arrived, *status* with a text
+    naming what it went into (*target*), its byte count and SHA-256."""
+
+    status: int
+    target: str
+    reason: str = ""
+
+
+Reply = TextReply | StreamReply | EchoReply | SinkReply
+
+# The methods whose body is an upload into a mailbox or a folder held here,
+# and the status each answers: 201 Created (WebDAV PUT) and 200 OK.
+_UPLOADS = {"PUT": (201, "Created"), "POST": (200, "OK")}
 
 
 def request_path(uri: str) -> str:
@@ -84,15 +101,21 @@ def route(
     path: str,
     *,
     from_front_end: bool,
+    method: str = "GET",
 ) -> Reply:
-    """What *server* answers to a request for *path* (already without query).
+    """What *server* answers to a *method* request for *path* (without query).
 
     *from_front_end* says whether the request carried ``X-Front-End-Server``.
+    Methods are case-sensitive, as in HTTP.
     """
     segments = [unquote(seg) for seg in path_segments(path)]
     head = segments[0].casefold() if segments else ""
+    upload = _UPLOADS.get(method)
     if head == "exchange":
-        return _mailbox(server, segments[1] if len(segments) > 1 else "")
+        reply = _mailbox(server, segments[1] if len(segments) > 1 else "")
+        if upload is not None and reply.status == 200:
+            return SinkReply(upload[0], f"mailbox {segments[1]}", upload[1])
+        return reply
     if head == "exchweb":
         if len(segments) > 1 and segments[1].casefold() == "bytes":
             return _bytes(segments[2:])
@@ -101,6 +124,8 @@ def route(
     if folder is None:
         return TextReply(404, f"no such folder or mailbox: {path}\n")
     if server.name in folder.servers:
+        if upload is not None:
+            return SinkReply(upload[0], f"folder {folder.path}", upload[1])
         return TextReply(200, folder.content)
     if from_front_end:
         replicas = ", ".join(folder.servers)

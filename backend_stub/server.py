@@ -1,11 +1,17 @@
 """One stub back-end server: a twisted.web Site on its own address.
 
-The server records every request as it arrives (before any fault delays
-it), decides the reply with :func:`backend_stub.routing.route` and sends it
-through :class:`backend_stub.response.ResponseSender` under the fault in
-force.  The ``refuse`` fault closes the listener and drops every open
-connection (a server that went down keeps no connections alive); leaving it
-listens again on the same address and port.
+The server records every request once its body arrived (before any fault
+delays the answer), or when it answers before the body, or when the
+connection is lost mid-body; it decides the reply with
+:func:`backend_stub.routing.route` and sends it through
+:class:`backend_stub.response.ResponseSender` under the fault in force.
+How it answers ``Expect: 100-continue`` is its expect mode (topology key
+``expect``, control API ``/servers/<name>/expect``; see
+:mod:`backend_stub.expect` and :mod:`backend_stub.channel`).
+
+The ``refuse`` fault closes the listener and drops every open connection
+(a server that went down keeps no connections alive); leaving it listens
+again on the same address and port.
 """
 
 from __future__ import annotations
@@ -16,19 +22,26 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
+from backend_stub.channel import StubChannel, StubRequest, StubSite
+from backend_stub.expect import answers_before_body
 from backend_stub.faults import NO_FAULT, Fault
-from backend_stub.records import RequestLog, body_digest, make_record
+from backend_stub.records import Record, RequestLog, make_record
 from backend_stub.response import Clock, PreparedResponse, ResponseSender
-from backend_stub.routing import EchoReply, StreamReply, TextReply, request_path, route
-from backend_stub.topology import FolderSpec, ServerSpec
+from backend_stub.routing import (
+    EchoReply,
+    Reply,
+    SinkReply,
+    StreamReply,
+    TextReply,
+    request_path,
+    route,
+)
+from backend_stub.topology import ExpectMode, FolderSpec, ServerSpec
 
 __all__ = ["StubChannel", "StubRequest", "StubResource", "StubServer", "StubSite"]
 
@@ -36,110 +49,29 @@ _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
 
 
-class StubRequest(Request):
-    """A request that also keeps its header lines exactly as received.
-
-    Twisted's ``Headers`` canonicalises names and groups repeated headers;
-    ``raw_headers`` keeps name case, order and repetition.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-
-
-class StubChannel(HTTPChannel):
-    """An HTTP channel that records raw header lines and tracks connections."""
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        site = getattr(self, "site", None)
-        if isinstance(site, StubSite):
-            site.connections.add(self)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        site = getattr(self, "site", None)
-        if isinstance(site, StubSite):
-            site.connections.discard(self)
-        super().connectionLost(reason)
-
-    def headerReceived(self, line: bytes) -> bool:
-        ok: bool = super().headerReceived(line)
-        if ok:
-            request = self.requests[-1]
-            name, value = line.split(b":", 1)
-            if isinstance(request, StubRequest):
-                request.raw_headers.append((name, value.strip(b" \t")))
-        return ok
-
-
-class StubSite(Site):
-    """A Site whose channels are :class:`StubChannel` and known to the site."""
-
-    # Plain HTTP/1.1 channels: the stub never negotiates HTTP/2, so the
-    # generic HTTP/1.1-or-2 wrapper that Site builds by default is not needed.
-    protocol = StubChannel  # type: ignore[assignment]
-    noisy = False
-
-    def __init__(self, resource: Resource, reactor: Clock) -> None:
-        super().__init__(resource, requestFactory=StubRequest, reactor=reactor)
-        self.connections: set[StubChannel] = set()
-
-    def log(self, request: HTTPRequest) -> None:
-        """Write no access log line: :class:`StubResource` logs each request,
-        also those that never finish (cut, hang)."""
-
-
 class StubResource(Resource):
-    """Answers every method on every path as the server *spec* would."""
+    """Answers every method on every path as *server* would."""
 
     isLeaf = True
     _log = Logger()
 
-    def __init__(
-        self,
-        spec: ServerSpec,
-        folders: Sequence[FolderSpec],
-        records: RequestLog,
-        clock: Clock,
-        server: StubServer,
-    ) -> None:
+    def __init__(self, server: StubServer, clock: Clock) -> None:
         super().__init__()
-        self._spec = spec
-        self._folders = tuple(folders)
-        self._records = records
-        self._clock = clock
         self._server = server
+        self._clock = clock
 
     def render(self, request: StubRequest) -> object:  # type: ignore[override]
         """Record the request, then answer it under the current fault."""
         fault = self._server.fault
-        body_length, body_sha256 = body_digest(request.content)
-        record = make_record(
-            server=self._spec.name,
-            method=request.method,
-            uri=request.uri,
-            headers=request.raw_headers,
-            body_length=body_length,
-            body_sha256=body_sha256,
-            time=self._clock.seconds(),
-            peer=_peer(request),
-        )
-        self._records.add(record)
+        record = self._server.record(request)
         request.notifyFinish().addBoth(self._log_done, request)
         response = self._prepare(request, record)
         ResponseSender(request, response, fault, self._clock).start()
         return NOT_DONE_YET
 
-    def _prepare(self, request: StubRequest, record: dict[str, Any]) -> PreparedResponse:
-        server_header = (b"X-Backend-Server", self._spec.name.encode("latin-1"))
-        path = request_path(request.uri.decode("latin-1"))
-        reply = route(
-            self._spec,
-            self._folders,
-            path,
-            from_front_end=request.requestHeaders.hasHeader(b"X-Front-End-Server"),
-        )
+    def _prepare(self, request: StubRequest, record: Record) -> PreparedResponse:
+        server_header = (b"X-Backend-Server", self._server.name.encode("latin-1"))
+        reply = self._server.reply_for(request)
         if isinstance(reply, StreamReply):
             return PreparedResponse(
                 200,
@@ -147,23 +79,18 @@ class StubResource(Resource):
                 stream_length=reply.length,
             )
         if isinstance(reply, EchoReply):
-            echo = {
-                key: record[key]
-                for key in (
-                    "server",
-                    "method",
-                    "uri",
-                    "headers",
-                    "body_length",
-                    "body_sha256",
-                )
-            }
+            echo = {key: record[key] for key in _ECHOED}
             return PreparedResponse(
                 200,
                 headers=(server_header, (b"Content-Type", _JSON)),
                 body=json.dumps(echo).encode("utf-8"),
             )
-        assert isinstance(reply, TextReply)
+        if isinstance(reply, SinkReply):
+            text = (
+                f"{reply.target} on {self._server.name}: received"
+                f" {record['body_length']} bytes, sha256 {record['body_sha256']}\n"
+            )
+            reply = TextReply(reply.status, text, reason=reply.reason)
         headers = [server_header, (b"Content-Type", _TEXT)]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         return PreparedResponse(
@@ -181,7 +108,7 @@ class StubResource(Resource):
         outcome = "" if not isinstance(result, Failure) else " (connection lost)"
         self._log.info(
             "{server} {method} {uri} {status}{outcome}",
-            server=self._spec.name,
+            server=self._server.name,
             method=request.method.decode("latin-1"),
             uri=request.uri.decode("latin-1"),
             status=request.code if request.startedWriting else "-",
@@ -189,8 +116,15 @@ class StubResource(Resource):
         )
 
 
+# The keys of a request's record that the JSON echo of /exchweb/ returns.
+_ECHOED = ("server", "method", "uri", "headers", "body_length", "body_sha256")
+
+
 class StubServer:
-    """One server of the farm: its Site, its listener and its fault."""
+    """One server of the farm: its Site, its listener, its fault and its
+    expect mode (the :class:`~backend_stub.channel.Backend` of its channels)."""
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -203,8 +137,11 @@ class StubServer:
         self.spec = spec
         self.port = port
         self.fault: Fault = NO_FAULT
+        self.expect_mode: ExpectMode = spec.expect
+        self._folders = tuple(folders)
+        self._records = records
         self._reactor = reactor  # IReactorTCP and IReactorTime
-        self._site = StubSite(StubResource(spec, folders, records, reactor, self), reactor)
+        self._site = StubSite(StubResource(self, reactor), reactor, self)
         self._listening: Any = None  # the IListeningPort while listening
         self._lock = DeferredLock()
 
@@ -212,6 +149,11 @@ class StubServer:
     def name(self) -> str:
         """The server's name (its host name in the directory)."""
         return self.spec.name
+
+    @property
+    def site(self) -> StubSite:
+        """The server's twisted.web Site."""
+        return self._site
 
     @property
     def listening(self) -> bool:
@@ -225,7 +167,59 @@ class StubServer:
             "address": self.spec.address,
             "port": self.port,
             "fault": self.fault.to_json(),
+            "expect": self.expect_mode,
         }
+
+    def reply_for(self, request: StubRequest) -> Reply:
+        """What this server answers to *request*, judged from its head."""
+        head = request.head
+        method, uri = (head.method, head.uri) if head is not None else (request.method, request.uri)
+        return route(
+            self.spec,
+            self._folders,
+            request_path(uri.decode("latin-1")),
+            from_front_end=request.requestHeaders.hasHeader(b"X-Front-End-Server"),
+            method=method.decode("latin-1"),
+        )
+
+    def answers_before_body(self, request: StubRequest) -> bool:
+        """Whether a deciding server answers *request* without its body."""
+        return answers_before_body(self.reply_for(request), self.fault)
+
+    def record(self, request: StubRequest) -> Record:
+        """Record *request* with what arrived of its body so far."""
+        head = request.head
+        method, uri = (head.method, head.uri) if head is not None else (request.method, request.uri)
+        body = request.body
+        record = make_record(
+            server=self.spec.name,
+            method=method,
+            uri=uri,
+            headers=request.raw_headers,
+            body_length=body.length,
+            body_sha256=body.sha256,
+            body_complete=body.complete,
+            expect=request.expect,
+            continued=request.continued,
+            time=self._reactor.seconds(),
+            peer=_peer(request),
+        )
+        self._records.add(record)
+        request.record = record
+        if not body.complete and not request.early:  # lost mid-body: no answer to log
+            self._log.info(
+                "{server} {method} {uri} - (connection lost after {length} body bytes)",
+                server=self.spec.name,
+                method=method.decode("latin-1"),
+                uri=uri.decode("latin-1"),
+                length=body.length,
+            )
+        return record
+
+    def set_expect(self, mode: ExpectMode) -> ExpectMode:
+        """Answer ``Expect: 100-continue`` in *mode* from now on."""
+        self.expect_mode = mode
+        return mode
 
     def start(self) -> Deferred[None]:
         """Listen on the server's address; fails with CannotListenError."""

@@ -14,9 +14,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "EXPECT_MODES",
+    "ExpectMode",
     "FolderSpec",
     "ServerSpec",
     "Topology",
@@ -28,17 +30,27 @@ __all__ = [
 ]
 
 
+# How a server answers ``Expect: 100-continue``: ``decide`` from the request
+# head first (a final answer other than success comes at once, without
+# ``100 Continue`` and without reading the body), or ``blind`` (``100
+# Continue`` at once, as stock twisted.web does, and the answer after the body).
+ExpectMode = Literal["decide", "blind"]
+EXPECT_MODES: tuple[ExpectMode, ...] = ("decide", "blind")
+
+
 class TopologyError(ValueError):
     """The topology file is unreadable or violates the expected format."""
 
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One stub back-end server: its name, listening address and mailboxes."""
+    """One stub back-end server: its name, listening address and mailboxes,
+    and how it answers ``Expect: 100-continue`` at start."""
 
     name: str
     address: str
     mailboxes: tuple[str, ...]
+    expect: ExpectMode = "decide"
 
     def holds_mailbox(self, alias: str) -> bool:
         """Whether *alias* (case-insensitive) is one of this server's mailboxes."""
@@ -153,7 +165,7 @@ def _parse_servers(raw: list[Any]) -> tuple[ServerSpec, ...]:
         where = f"servers[{index}]"
         if not isinstance(item, dict):
             raise TopologyError(f"{where}: expected a table")
-        _check_keys(item, {"name", "address", "mailboxes"}, where)
+        _check_keys(item, {"name", "address", "mailboxes", "expect"}, where)
         name = _require(item, "name", str, where).strip()
         if not name:
             raise TopologyError(f"{where}.name: must not be empty")
@@ -177,7 +189,12 @@ def _parse_servers(raw: list[Any]) -> tuple[ServerSpec, ...]:
             other = owners.setdefault(box.casefold(), name)
             if other != name:
                 raise TopologyError(f"{where}.mailboxes: {box!r} is also on {other}")
-        servers.append(ServerSpec(name, address, tuple(mailboxes)))
+        expect = item.get("expect", "decide")
+        if expect not in EXPECT_MODES:
+            raise TopologyError(
+                f"{where}.expect: expected one of {', '.join(EXPECT_MODES)}, got {expect!r}"
+            )
+        servers.append(ServerSpec(name, address, tuple(mailboxes), expect))
     return tuple(servers)
 
 

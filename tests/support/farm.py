@@ -3,8 +3,9 @@
 Register with ``pytest_plugins = ["tests.support.farm"]`` to get the fixtures:
 
 - ``farm`` (session): the farm of ``conf/topology.toml`` on free ports.
-- ``clean_farm`` (function): the same farm with its records cleared and every
-  server's fault reset to ``none`` before the test.
+- ``clean_farm`` (function): the same farm with its records cleared, every
+  server's fault reset to ``none`` and its expect mode to the topology's
+  before the test.
 
 The :class:`Farm` object talks to the farm's control API with blocking
 ``urllib`` calls (the farm is another process).
@@ -78,6 +79,7 @@ class Farm:
         self.control_port = control_port
         self._final_log: str | None = None
         self._addresses: dict[str, str] = {}
+        self._expect_modes: dict[str, str] = {}  # as in the topology
 
     @classmethod
     def start(cls, topology_path: str, port: int, control_port: int, timeout: float = 15.0) -> Farm:
@@ -93,7 +95,9 @@ class Farm:
         farm = cls(child, port, control_port)
         try:
             farm._wait_ready(timeout)
-            farm._addresses = {s["name"]: s["address"] for s in farm.servers()}
+            servers = farm.servers()
+            farm._addresses = {s["name"]: s["address"] for s in servers}
+            farm._expect_modes = {s["name"]: s["expect"] for s in servers}
         except BaseException:
             farm.stop()
             raise
@@ -162,12 +166,22 @@ class Farm:
         result: dict[str, Any] = self._call("PUT", path, body)
         return result
 
+    def set_expect(self, server: str, mode: str) -> dict[str, Any]:
+        """``PUT /servers/<server>/expect``: answer Expect: 100-continue in *mode*."""
+        path = "/servers/" + urllib.parse.quote(server, safe="") + "/expect"
+        result: dict[str, Any] = self._call("PUT", path, {"mode": mode})
+        return result
+
     def reset(self) -> None:
-        """Clear the records and put every server back to fault ``none``."""
+        """Clear the records, put every server back to fault ``none`` and to
+        the expect mode of the topology."""
         self.clear()
         for server in self.servers():
             if server["fault"]["mode"] != "none":
                 self.set_fault(server["name"], "none")
+            default = self._expect_modes.get(server["name"], "decide")
+            if server["expect"] != default:
+                self.set_expect(server["name"], default)
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
