@@ -149,8 +149,9 @@ def test_pipelined_requests_are_forwarded_one_by_one(fe: FrontEndProcess, clean_
 def test_body_over_the_limit_is_413_declared_or_chunked(
     fe: FrontEndProcess, clean_farm: Farm
 ) -> None:
-    """A declared Content-Length over max_body_size, or a chunked body growing past
-    it, is answered 413 and nothing is forwarded."""
+    """A declared Content-Length over max_body_size is answered 413 and nothing is
+    forwarded; a chunked body growing past it is answered 413, and what the back
+    end got of it (bodies stream) never arrived as a complete request."""
     declared = exchange(
         fe.port, b"PUT /exchweb/x HTTP/1.1\r\n" + H + b"Content-Length: 5000\r\n\r\n" + b"a" * 5000
     )
@@ -165,7 +166,8 @@ def test_body_over_the_limit_is_413_declared_or_chunked(
     )
     assert declared.startswith(b"HTTP/1.1 413") and chunked.startswith(b"HTTP/1.1 413")
     assert declared.endswith(b"413 The request body is too large.\n")
-    assert clean_farm.requests() == []
+    records = clean_farm.requests()
+    assert len(records) <= 1 and not any(r["body_complete"] for r in records)
 
 
 def test_slow_headers_are_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) -> None:
@@ -195,12 +197,14 @@ def test_slow_headers_are_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) ->
 
 
 def test_slow_body_is_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) -> None:
-    """A body that does not arrive within body_timeout is refused; nothing is forwarded."""
+    """A body that stalls for body_timeout is refused with 408; the back end, which
+    got its start as it streamed, sees it broken off, never complete."""
     answer = exchange(
         fe.port, b"POST /exchweb/echo HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nonly-this"
     )
     assert answer.startswith(b"HTTP/1.1 408")
-    assert clean_farm.requests() == []
+    records = clean_farm.requests()
+    assert [(r["body_length"], r["body_complete"]) for r in records] in ([], [(9, False)])
 
 
 def test_idle_keep_alive_connection_is_closed(fe: FrontEndProcess) -> None:

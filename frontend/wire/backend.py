@@ -34,6 +34,7 @@ from frontend.errors import BackendFailed, GatewayTimeout
 from frontend.wire.interfaces import BodySink, BodySource, OutgoingRequest
 from frontend.wire.response_parser import Malformed, ResponseHead, ResponseParser
 from frontend.wire.timers import Deadline
+from frontend.wire.transport import write_now
 
 if TYPE_CHECKING:
     from frontend.wire.pool import Upstream
@@ -186,7 +187,7 @@ class _BodyWriter:
         self._ex.body_sent = True
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        self._conn.transport.write(data)
+        write_now(self._conn.transport, data)
 
     def body_end(self, complete: bool, reason: str) -> None:
         if self.done:
@@ -242,7 +243,8 @@ class BackendConnection(Protocol):
 
     def connectionMade(self) -> None:
         self._up.connections_made += 1
-        self.transport.setTcpNoDelay(True)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)  # a request head must not wait for ACKs
 
     @property
     def idle(self) -> bool:
@@ -257,7 +259,7 @@ class BackendConnection(Protocol):
         request = ex.request
         self._body_done = request.body is None
         self._parser.start(bodyless=request.method == b"HEAD")
-        self.transport.write(request_head(request))
+        write_now(self.transport, request_head(request))
         if request.body is None:
             self._arm_response()
         elif request.expect_continue:

@@ -43,11 +43,24 @@ Pairs = list[tuple[bytes, bytes]]
 
 
 def _end_to_end(headers: Pairs, drop: frozenset[bytes]) -> Pairs:
-    named = drop | connection_tokens(v for n, v in headers if n.lower() == b"connection")
-    return [(n, v) for n, v in headers if (low := n.lower()) not in HOP_BY_HOP and low not in named]
+    """``headers`` without the hop-by-hop ones, those ``drop`` names, and those
+    ``Connection`` names (one pass; a second only when Connection names any)."""
+    out: Pairs = []
+    listed: list[bytes] = []
+    for pair in headers:
+        low = pair[0].lower()
+        if low in drop or low in HOP_BY_HOP:
+            if low == b"connection":
+                listed.append(pair[1])
+        else:
+            out.append(pair)
+    if listed:
+        named = connection_tokens(listed)
+        out = [pair for pair in out if pair[0].lower() not in named]
+    return out
 
 
-_TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED
+_TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED | HOP_BY_HOP
 
 
 def backend_request_headers(
@@ -70,7 +83,7 @@ def backend_request_headers(
     return out
 
 
-_FRAMING = frozenset({b"content-length"})
+_FRAMING = frozenset({b"content-length"}) | HOP_BY_HOP
 
 
 def client_response_headers(backend: Pairs) -> Pairs:

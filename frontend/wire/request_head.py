@@ -13,7 +13,7 @@ back end or another proxy could read differently (see :func:`parse_head`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httptools
 
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_HEAD",
     "MAX_HEADERS",
     "MAX_LINE",
+    "HeadParser",
     "RequestHead",
     "check_request_line",
     "parse_head",
@@ -101,11 +102,12 @@ def _llhttp_knows(method: bytes) -> bool:
 KNOWN_METHODS = frozenset(m for m in _CANDIDATE_METHODS if _llhttp_knows(m))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+class RequestHead(NamedTuple):
     """A request head that passed every check.
 
     ``length`` is the body's length: 0 without a body, None when chunked.
+    (A NamedTuple: one is made per request, and a frozen dataclass costs
+    several times as much to build.)
     """
 
     method: bytes
@@ -115,22 +117,6 @@ class RequestHead:
     length: int | None
     keep_alive: bool
     expect_continue: bool
-
-
-class _Collector:
-    """llhttp's callbacks: the target and the header fields, in order."""
-
-    __slots__ = ("target", "headers")
-
-    def __init__(self) -> None:
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-
-    def on_url(self, url: bytes) -> None:
-        self.target += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
 
 
 def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
@@ -161,61 +147,102 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     return method, target, version
 
 
-def parse_head(head: bytes) -> RequestHead:
-    """Parse and check a complete request head (request line to the blank line).
+class HeadParser:
+    """Parses request heads with one llhttp parser, kept from head to head.
 
-    Raises a :class:`~frontend.errors.ProxyError` for the client: 400 for
-    anything malformed or ambiguous, 414, 417, 431 or 505.
+    After a head without a body llhttp is ready for the next message; after
+    one with a body (whose bytes llhttp never sees: the body is read by
+    :mod:`frontend.wire.request_reader`) or an upgrade, a new parser is made.
     """
-    eol = head.find(b"\r\n")
-    method, target, version = check_request_line(head[:eol])
-    fed = head if method in KNOWN_METHODS else _STAND_IN + head[len(method) :]
-    got = _Collector()
-    try:
-        httptools.HttpRequestParser(got).feed_data(fed)
-    except httptools.HttpParserUpgrade:
-        pass  # Upgrade is hop-by-hop and ignored; the head is complete
-    except httptools.HttpParserInvalidURLError as e:
-        raise BadRequest(detail=f"request-target refused by llhttp: {e}") from None
-    except httptools.HttpParserError as e:
-        raise BadRequest(detail=f"refused by llhttp: {e}") from None
-    if got.target != target:  # cannot differ; a guard against a stand-in slip
-        raise BadRequest(detail="request-target read two ways")
-    headers = got.headers
-    if len(headers) > MAX_HEADERS:
-        raise HeadersTooLarge(detail=f"more than {MAX_HEADERS} header fields")
-    if len(head) > MAX_LINE and max(map(len, head.split(b"\r\n"))) > MAX_LINE:
-        raise HeadersTooLarge(detail="a header line over 16 KiB")
-    return _check_fields(method, target, version, headers)
+
+    __slots__ = ("_parser", "_target", "_headers", "_complete")
+
+    def __init__(self) -> None:
+        self._parser: httptools.HttpRequestParser | None = None
+        self._target = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._complete = False
+
+    # llhttp's callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+
+    def parse(self, head: bytes) -> RequestHead:
+        """Parse and check a complete request head (request line to the blank line).
+
+        Raises a :class:`~frontend.errors.ProxyError` for the client: 400 for
+        anything malformed or ambiguous, 414, 417, 431 or 505.
+        """
+        eol = head.find(b"\r\n")
+        method, target, version = check_request_line(head[:eol])
+        fed = head if method in KNOWN_METHODS else _STAND_IN + head[len(method) :]
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(self)
+        self._target = b""
+        self._headers = headers = []
+        self._complete = False
+        try:
+            parser.feed_data(fed)
+        except httptools.HttpParserUpgrade:
+            self._complete = False  # Upgrade is hop-by-hop and ignored; the head is complete
+        except httptools.HttpParserInvalidURLError as e:
+            raise BadRequest(detail=f"request-target refused by llhttp: {e}") from None
+        except httptools.HttpParserError as e:
+            raise BadRequest(detail=f"refused by llhttp: {e}") from None
+        finally:
+            if not self._complete:
+                self._parser = None
+        if self._target != target:  # cannot differ; a guard against a stand-in slip
+            raise BadRequest(detail="request-target read two ways")
+        if len(headers) > MAX_HEADERS:
+            raise HeadersTooLarge(detail=f"more than {MAX_HEADERS} header fields")
+        if len(head) > MAX_LINE and max(map(len, head.split(b"\r\n"))) > MAX_LINE:
+            raise HeadersTooLarge(detail="a header line over 16 KiB")
+        return _check_fields(method, target, version, headers)
+
+
+def parse_head(head: bytes) -> RequestHead:
+    """Parse and check one complete request head with a parser of its own."""
+    return HeadParser().parse(head)
+
+
+_HOST_FIELD, _LENGTH, _CODING, _CONNECTION, _EXPECT = range(5)
+_SPECIAL = {
+    b"host": _HOST_FIELD,
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _CODING,
+    b"connection": _CONNECTION,
+    b"expect": _EXPECT,
+}
+_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
 def _check_fields(
     method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
 ) -> RequestHead:
-    hosts: list[bytes] = []
-    lengths: list[bytes] = []
-    codings: list[bytes] = []
-    connection: list[bytes] = []
-    expect: list[bytes] = []
+    """The front end's rules over the header fields llhttp accepted."""
+    found: list[list[bytes]] = [[], [], [], [], []]
+    special = _SPECIAL.get
     for name, value in headers:
-        low = name.lower()
-        if low == b"host":
-            hosts.append(value)
-        elif low == b"content-length":
-            lengths.append(value)
-        elif low == b"transfer-encoding":
-            codings.append(value)
-        elif low == b"connection":
-            connection.append(value)
-        elif low == b"expect":
-            expect.append(value)
-        elif b"_" in low and low.replace(b"_", b"-") in _INTERPRETED:
+        kind = special(name.lower())
+        if kind is not None:
+            found[kind].append(value)
+        elif b"_" in name and name.lower().replace(b"_", b"-") in _INTERPRETED:
             raise BadRequest(detail=f"header {name[:40]!r} reads like one the front end checks")
+    hosts, lengths, codings, connection, expect = found
     if len(hosts) != 1:
         raise BadRequest(detail="a request needs exactly one Host header")
     if not _HOST.match(hosts[0]):
         raise BadRequest(detail="the Host header is not a host[:port]")
-    tokens = connection_tokens(connection)
+    tokens = connection_tokens(connection) if connection else _NO_TOKENS
     if tokens & _NOT_HOP_BY_HOP:
         raise BadRequest(detail="Connection names a header that is not hop-by-hop")
     length: int | None = 0
@@ -238,11 +265,11 @@ def _check_fields(
             raise ExpectationFailed(detail=f"Expect: {b', '.join(expect)[:60]!r}")
         expect_continue = version == b"HTTP/1.1"
     return RequestHead(
-        method=method,
-        target=target,
-        version=version,
-        headers=headers,
-        length=length,
-        keep_alive=client_keeps_alive(version, tokens),
-        expect_continue=expect_continue,
+        method,
+        target,
+        version,
+        headers,
+        length,
+        client_keeps_alive(version, tokens),
+        expect_continue,
     )

@@ -17,9 +17,9 @@ from frontend.wire.chunked import ChunkedDecoder
 from frontend.wire.request_head import (
     MAX_HEAD,
     MAX_LINE,
+    HeadParser,
     RequestHead,
     check_request_line,
-    parse_head,
 )
 
 __all__ = ["RequestReader"]
@@ -32,7 +32,7 @@ class RequestReader:
     """The requests in one client connection's bytes, in order."""
 
     __slots__ = (
-        *("_buf", "_scanned", "_line_checked", "_left", "_decoder", "_size", "_out"),
+        *("_buf", "_scanned", "_line_checked", "_left", "_decoder", "_size", "_out", "_heads"),
         "max_body",
     )
 
@@ -45,6 +45,7 @@ class RequestReader:
         self._decoder: ChunkedDecoder | None = None  # chunked framing
         self._size = 0  # chunked payload so far
         self._out: Callable[[bytes], None] = _nowhere
+        self._heads = HeadParser()
 
     @property
     def buffered(self) -> int:
@@ -83,7 +84,7 @@ class RequestReader:
         end += 4
         if end > MAX_HEAD:
             raise HeadersTooLarge(detail="request head over 64 KiB")
-        head = parse_head(buf[:end])
+        head = self._heads.parse(buf[:end])
         self._buf = buf[end:]
         self._scanned = 0
         self._line_checked = False

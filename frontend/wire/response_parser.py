@@ -82,8 +82,13 @@ class ResponseParser:
         self.extra = False  # bytes came after it (the connection is then not reused)
 
     def start(self, bodyless: bool) -> None:
-        """A new exchange; ``bodyless``: its request was HEAD."""
-        self._parser = httptools.HttpResponseParser(self)
+        """A new exchange; ``bodyless``: its request was HEAD.
+
+        llhttp is ready for the next response once one has completed; after
+        a HEAD answer (ended here, not by llhttp) a new parser is made.
+        """
+        if not self.complete or self._skipping or self.extra:
+            self._parser = httptools.HttpResponseParser(self)
         self._phrase = b""
         self._headers = []
         self._head = None
@@ -179,7 +184,8 @@ class ResponseParser:
         self._until_close = not delimited
         if length == 0:
             self.complete = True
-            self._skipping = True  # llhttp may still expect a HEAD answer's body
+            # llhttp expects the body a HEAD answer announces: ignore it
+            self._skipping = self._bodyless
         self._events.response_head(head)
 
     def on_body(self, data: bytes) -> None:

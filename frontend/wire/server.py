@@ -56,6 +56,7 @@ from frontend.wire.incoming import IncomingRequest, error_page, phrase_of
 from frontend.wire.interfaces import BodySink, PushProducer, RequestHandler
 from frontend.wire.request_reader import RequestReader
 from frontend.wire.timers import Deadline
+from frontend.wire.transport import write_now
 
 __all__ = ["ClientConnection", "ClientLimits", "FrontEndFactory"]
 
@@ -286,7 +287,7 @@ class ClientConnection(Protocol):
 
     def send(self, data: bytes) -> None:
         if self._state is ACTIVE:
-            self.transport.write(data)
+            write_now(self.transport, data)
             if self._armed is WAIT_DUE:
                 self._arm(progress=True)
 
