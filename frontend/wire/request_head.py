@@ -133,6 +133,8 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     method, target, version = parts
     if not _METHOD.match(method):
         raise BadRequest(detail="the method is not a token of at most 32 bytes")
+    if method == b"CONNECT":
+        raise BadRequest(detail="CONNECT: a front end opens no tunnels")
     if version != b"HTTP/1.1" and version != b"HTTP/1.0":
         if _VERSION.match(version):
             raise VersionNotSupported(detail=f"version {version.decode()}")
@@ -234,7 +236,7 @@ def _check_fields(
     for name, value in headers:
         kind = special(name.lower())
         if kind is not None:
-            found[kind].append(value)
+            found[kind].append(value.rstrip(b" \t"))  # llhttp keeps trailing whitespace
         elif b"_" in name and name.lower().replace(b"_", b"-") in _INTERPRETED:
             raise BadRequest(detail=f"header {name[:40]!r} reads like one the front end checks")
     hosts, lengths, codings, connection, expect = found

@@ -131,8 +131,11 @@ class RequestReader:
         if not self._line_checked:
             check_request_line(buf[:eol])
             self._line_checked = True
-        if buf.count(b"\n") != buf.count(b"\r\n"):
+        crlf = buf.count(b"\r\n")
+        if buf.count(b"\n") != crlf:
             raise BadRequest(detail="bare LF in the request head")
+        if buf.count(b"\r") - buf.endswith(b"\r") != crlf:
+            raise BadRequest(detail="bare CR in the request head")
         if len(buf) - buf.rfind(b"\n") > MAX_LINE:
             raise HeadersTooLarge(detail="a header line over 16 KiB")
 

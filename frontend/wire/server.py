@@ -279,6 +279,7 @@ class ClientConnection(Protocol):
             if request.started:
                 request.abort()
             else:
+                request.keep_alive = False  # the rest of the body is never read
                 request.answer_error(answer)
         if sink is not None:
             sink.body_end(False, answer.log_detail)
