@@ -81,7 +81,7 @@ class Forwarder:
         is over (closing a spool).
         """
         headers = backend_request_headers(
-            request.headers,
+            request.end_to_end,
             client_address=creq.client_address,
             secure=creq.secure,
             frontend_name=rt.config.frontend.name,

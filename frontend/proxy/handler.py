@@ -162,7 +162,7 @@ class FrontEnd:
 
     @staticmethod
     def _client_request(request: IncomingRequest) -> ClientRequest:
-        auth = request.header(b"authorization")
+        auth = request.authorization
         if len(auth) > 1:
             raise BadRequest("The request has more than one Authorization header.")
         return ClientRequest(

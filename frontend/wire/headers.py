@@ -10,10 +10,14 @@ from __future__ import annotations
 from frontend.wire.persistence import connection_tokens
 
 __all__ = [
-    "HOP_BY_HOP",
     "FRONT_END_HEADERS",
+    "HOP_BY_HOP",
+    "TO_BACKEND_DROP",
+    "TO_CLIENT_DROP",
     "backend_request_headers",
     "client_response_headers",
+    "drop_connection_named",
+    "end_to_end",
 ]
 
 HOP_BY_HOP = frozenset(
@@ -41,41 +45,50 @@ _REFRAMED = frozenset({b"content-length", b"expect"})
 
 Pairs = list[tuple[bytes, bytes]]
 
+#: Request headers never forwarded as the client sent them.
+TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED | HOP_BY_HOP
+#: Response headers never relayed as the back end sent them (the front end
+#: frames the body it relays itself).
+TO_CLIENT_DROP = frozenset({b"content-length"}) | HOP_BY_HOP
 
-def _end_to_end(headers: Pairs, drop: frozenset[bytes]) -> Pairs:
-    """``headers`` without the hop-by-hop ones, those ``drop`` names, and those
-    ``Connection`` names (one pass; a second only when Connection names any)."""
+
+def drop_connection_named(pairs: Pairs, connection: list[bytes]) -> Pairs:
+    """``pairs`` without the headers that ``Connection`` values name."""
+    if not connection:
+        return pairs
+    named = connection_tokens(connection)
+    return [pair for pair in pairs if pair[0].lower() not in named]
+
+
+def end_to_end(headers: Pairs, drop: frozenset[bytes]) -> Pairs:
+    """``headers`` without those ``drop`` names and those ``Connection`` names.
+
+    The parsers build the same list as they read each field
+    (:mod:`frontend.wire.request_head`, :mod:`frontend.wire.response_parser`);
+    this is the rule for a list of headers already read.
+    """
     out: Pairs = []
     listed: list[bytes] = []
     for pair in headers:
         low = pair[0].lower()
-        if low in drop or low in HOP_BY_HOP:
+        if low in drop:
             if low == b"connection":
                 listed.append(pair[1])
         else:
             out.append(pair)
-    if listed:
-        named = connection_tokens(listed)
-        out = [pair for pair in out if pair[0].lower() not in named]
-    return out
-
-
-_TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED | HOP_BY_HOP
+    return drop_connection_named(out, listed)
 
 
 def backend_request_headers(
-    client: Pairs,
+    end_to_end: Pairs,
     *,
     client_address: str,
     secure: bool,
     frontend_name: str,
 ) -> Pairs:
-    """The headers to send to the back end for a client's request headers.
-
-    ``Host`` and ``Authorization`` pass unchanged; hop-by-hop headers go;
-    the front-end headers are replaced by the front end's own values.
-    """
-    out = _end_to_end(client, _TO_BACKEND_DROP)
+    """The headers for the back end: the client's end-to-end headers (``Host``
+    and ``Authorization`` unchanged), then the front end's own."""
+    out = list(end_to_end)
     out.append((b"X-Forwarded-For", client_address.encode("ascii")))
     if secure:
         out.append((b"Front-End-Https", b"On"))
@@ -83,12 +96,6 @@ def backend_request_headers(
     return out
 
 
-_FRAMING = frozenset({b"content-length"}) | HOP_BY_HOP
-
-
 def client_response_headers(backend: Pairs) -> Pairs:
-    """The back end's response headers that go on to the client.
-
-    Content-Length goes too: the front end frames the body it relays.
-    """
-    return _end_to_end(backend, _FRAMING)
+    """The back end's response headers that go on to the client."""
+    return end_to_end(backend, TO_CLIENT_DROP)

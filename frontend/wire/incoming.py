@@ -71,6 +71,7 @@ class IncomingRequest:
 
     __slots__ = (
         *("method", "target", "version", "headers", "keep_alive", "length", "peer", "secure"),
+        *("end_to_end", "authorization"),
         *("code", "started", "done", "on_gone", "on_end", "expect_continue"),
         *("_conn", "_chunked", "_bodyless", "_head"),
     )
@@ -81,6 +82,8 @@ class IncomingRequest:
         self.target = head.target
         self.version = head.version
         self.headers = head.headers
+        self.end_to_end = head.end_to_end  # the headers that go on to the back end
+        self.authorization = head.authorization
         self.keep_alive = head.keep_alive
         self.length = head.length
         self.expect_continue = head.expect_continue

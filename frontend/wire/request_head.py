@@ -24,6 +24,7 @@ from frontend.errors import (
     URITooLong,
     VersionNotSupported,
 )
+from frontend.wire.headers import TO_BACKEND_DROP, drop_connection_named
 from frontend.wire.persistence import client_keeps_alive, connection_tokens
 
 __all__ = [
@@ -44,6 +45,8 @@ MAX_METHOD = 32
 
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
+# The common request line, checked at once (anything else goes step by step).
+_PLAIN_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) (/[^ #]*) (HTTP/1\.[01])\Z")
 # RFC 3986 uri-host [":" port]: an IP-literal, or a reg-name (which covers
 # IPv4 addresses) of unreserved, sub-delims and percent-encoded octets.
 _HOST = re.compile(
@@ -117,6 +120,8 @@ class RequestHead(NamedTuple):
     length: int | None
     keep_alive: bool
     expect_continue: bool
+    end_to_end: list[tuple[bytes, bytes]]  # what goes on to the back end
+    authorization: list[bytes]
 
 
 def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
@@ -125,6 +130,9 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     Exactly three parts separated by single spaces; the method a token of at
     most 32 bytes; an origin-form target without a fragment; HTTP/1.0 or 1.1.
     """
+    plain = _PLAIN_LINE.match(line)
+    if plain is not None and len(line) <= MAX_LINE and plain.group(1) != b"CONNECT":
+        return plain.group(1, 2, 3)  # type: ignore[return-value]
     if len(line) > MAX_LINE:
         raise URITooLong(detail="request line over 16 KiB")
     parts = line.split(b" ")
@@ -155,14 +163,20 @@ class HeadParser:
     After a head without a body llhttp is ready for the next message; after
     one with a body (whose bytes llhttp never sees: the body is read by
     :mod:`frontend.wire.request_reader`) or an upgrade, a new parser is made.
+    Each field is looked at once, as llhttp hands it over: the fields the
+    front end checks are set aside, and the end-to-end ones (the rules of
+    :mod:`frontend.wire.headers`) kept for the back end.
     """
 
-    __slots__ = ("_parser", "_target", "_headers", "_complete")
+    __slots__ = ("_parser", "_target", "_headers", "_found", "_forward", "_lookalike", "_complete")
 
     def __init__(self) -> None:
         self._parser: httptools.HttpRequestParser | None = None
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._found: list[list[bytes]] = []
+        self._forward: list[tuple[bytes, bytes]] = []
+        self._lookalike: bytes | None = None
         self._complete = False
 
     # llhttp's callbacks
@@ -171,7 +185,18 @@ class HeadParser:
         self._target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        pair = (name, value)
+        self._headers.append(pair)
+        low = name.lower()
+        kind = _KIND.get(low)
+        if kind is None:  # an end-to-end field
+            if b"_" in low and low.replace(b"_", b"-") in _INTERPRETED:
+                self._lookalike = name
+            self._forward.append(pair)
+        elif kind >= 0:
+            self._found[kind].append(value.rstrip(b" \t"))  # llhttp keeps trailing whitespace
+            if kind >= _HOST_FIELD:  # Host and Authorization go on unchanged
+                self._forward.append(pair)
 
     def on_message_complete(self) -> None:
         self._complete = True
@@ -190,6 +215,9 @@ class HeadParser:
             parser = self._parser = httptools.HttpRequestParser(self)
         self._target = b""
         self._headers = headers = []
+        self._found = [[], [], [], [], [], []]
+        self._forward = []
+        self._lookalike = None
         self._complete = False
         try:
             parser.feed_data(fed)
@@ -208,7 +236,11 @@ class HeadParser:
             raise HeadersTooLarge(detail=f"more than {MAX_HEADERS} header fields")
         if len(head) > MAX_LINE and max(map(len, head.split(b"\r\n"))) > MAX_LINE:
             raise HeadersTooLarge(detail="a header line over 16 KiB")
-        return _check_fields(method, target, version, headers)
+        if self._lookalike is not None:
+            raise BadRequest(
+                detail=f"header {self._lookalike[:40]!r} reads like one the front end checks"
+            )
+        return _check_fields(method, target, version, headers, self._found, self._forward)
 
 
 def parse_head(head: bytes) -> RequestHead:
@@ -216,35 +248,64 @@ def parse_head(head: bytes) -> RequestHead:
     return HeadParser().parse(head)
 
 
-_HOST_FIELD, _LENGTH, _CODING, _CONNECTION, _EXPECT = range(5)
+# The fields the front end reads, by kind; from _HOST_FIELD on they also go on.
+_LENGTH, _CODING, _CONNECTION, _EXPECT, _HOST_FIELD, _AUTHORIZATION = range(6)
 _SPECIAL = {
-    b"host": _HOST_FIELD,
     b"content-length": _LENGTH,
     b"transfer-encoding": _CODING,
     b"connection": _CONNECTION,
     b"expect": _EXPECT,
+    b"host": _HOST_FIELD,
+    b"authorization": _AUTHORIZATION,
 }
 _NO_TOKENS: frozenset[bytes] = frozenset()
+_DROPPED = -1
+#: Every field name that is not simply passed on: read (a kind), or dropped.
+_KIND = {**dict.fromkeys(TO_BACKEND_DROP, _DROPPED), **_SPECIAL}
+# Hosts and Connection values seen, already checked (a client sends the same
+# few over and over); bounded, emptied when full.
+_GOOD_HOSTS: dict[bytes, bool] = {}
+_TOKENS: dict[bytes, frozenset[bytes]] = {}
+_REMEMBER = 1024
+
+
+def _host_ok(host: bytes) -> bool:
+    ok = _GOOD_HOSTS.get(host)
+    if ok is None:
+        ok = _HOST.match(host) is not None
+        if len(_GOOD_HOSTS) >= _REMEMBER:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS[host] = ok
+    return ok
+
+
+def _tokens(values: list[bytes]) -> frozenset[bytes]:
+    if len(values) != 1:
+        return connection_tokens(values)
+    tokens = _TOKENS.get(values[0])
+    if tokens is None:
+        tokens = connection_tokens(values)
+        if len(_TOKENS) >= _REMEMBER:
+            _TOKENS.clear()
+        _TOKENS[values[0]] = tokens
+    return tokens
 
 
 def _check_fields(
-    method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    headers: list[tuple[bytes, bytes]],
+    found: list[list[bytes]],
+    forward: list[tuple[bytes, bytes]],
 ) -> RequestHead:
     """The front end's rules over the header fields llhttp accepted."""
-    found: list[list[bytes]] = [[], [], [], [], []]
-    special = _SPECIAL.get
-    for name, value in headers:
-        kind = special(name.lower())
-        if kind is not None:
-            found[kind].append(value.rstrip(b" \t"))  # llhttp keeps trailing whitespace
-        elif b"_" in name and name.lower().replace(b"_", b"-") in _INTERPRETED:
-            raise BadRequest(detail=f"header {name[:40]!r} reads like one the front end checks")
-    hosts, lengths, codings, connection, expect = found
+    lengths, codings, connection, expect, hosts, authorization = found
     if len(hosts) != 1:
         raise BadRequest(detail="a request needs exactly one Host header")
-    if not _HOST.match(hosts[0]):
+    if not _host_ok(hosts[0]):
         raise BadRequest(detail="the Host header is not a host[:port]")
-    tokens = connection_tokens(connection) if connection else _NO_TOKENS
+    tokens = _tokens(connection) if connection else _NO_TOKENS
     if tokens & _NOT_HOP_BY_HOP:
         raise BadRequest(detail="Connection names a header that is not hop-by-hop")
     length: int | None = 0
@@ -274,4 +335,6 @@ def _check_fields(
         length,
         client_keeps_alive(version, tokens),
         expect_continue,
+        drop_connection_named(forward, connection) if tokens else forward,
+        authorization,
     )
