@@ -28,6 +28,7 @@ from frontend.ops.metrics import Metrics
 from frontend.proxy import FrontEnd as Handler
 from frontend.proxy import Runtime
 from frontend.routing.marks import UnavailableMarks
+from frontend.wire.headers import client_response_headers
 from frontend.wire.interfaces import OutgoingRequest
 from frontend.wire.server import ClientLimits, FrontEndFactory
 
@@ -63,6 +64,10 @@ class FakeResponse:
 
     def header(self, name: bytes) -> list[bytes]:
         return [v for k, v in self.headers if k.lower() == name]
+
+    @property
+    def end_to_end(self) -> list[tuple[bytes, bytes]]:
+        return client_response_headers(self.headers)
 
     @property
     def length(self) -> int | None:

@@ -89,11 +89,6 @@ def test_headers_are_kept_raw_and_looked_up_case_insensitively() -> None:
     assert ex.header(b"x-missing") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: llhttp (httptools) keeps a header value's trailing whitespace; "
-    "the old client trimmed it (response_parser.on_header)",
-)
 def test_header_values_lose_surrounding_whitespace() -> None:
     """Optional whitespace around a header value is not part of it (RFC 9110 5.5)."""
     net = Net()
@@ -315,11 +310,6 @@ def test_refused_head_split_over_reads_fails_the_same() -> None:
     assert isinstance(out.error(), BackendFailed) and peer.aborted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ResponseParser.feed checks MAX_HEAD only while the head is unfinished "
-    "after a read, so a head over 64 KiB completed within one read is accepted",
-)
 def test_head_over_64k_in_one_read_is_refused() -> None:
     """A complete head of 80 KiB (80 headers of 1 KiB) arriving in one read is refused."""
     net = Net()
@@ -330,11 +320,6 @@ def test_head_over_64k_in_one_read_is_refused() -> None:
     assert isinstance(out.error(), BackendFailed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ResponseParser.on_headers_complete takes every code below 200 as "
-    "interim, so a status of 0xx is skipped and the request waits for the deadline",
-)
 def test_status_below_100_is_refused() -> None:
     """A status code under 100 is not HTTP: BackendFailed at once."""
     net = Net()
@@ -366,14 +351,6 @@ def test_broken_chunk_after_the_head_cuts_the_body(chunk: bytes) -> None:
     assert ex.code == 200 and net.peers[0].aborted and net.up.idle_count("b1") == 0
 
 
-SETTLE_BUG = (
-    "BUG: BackendConnection.dataReceived returns after fail() when the parser raises "
-    "in the same read that completed the head: _head_now is left set and the "
-    "exchange's Deferred never fires"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SETTLE_BUG)
 @pytest.mark.parametrize(
     "answer",
     [
@@ -393,11 +370,6 @@ def test_refusal_in_the_read_that_brought_the_head_settles_the_request(answer: b
     assert peer.closed and net.up.idle_count("b1") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ResponseParser.on_body forwards the body of a second response that "
-    "follows a complete one in the same read (only HEAD/204/304 bodies are skipped)",
-)
 def test_second_response_in_one_read_is_not_part_of_the_body() -> None:
     """A response glued after a complete one is not appended to its body."""
     net = Net()

@@ -62,7 +62,7 @@ class Relayed:
         self.backend.send(answer)
         self.exchange = out.exchange()
         self.client = Client()
-        head = RequestHead(b"GET", b"/", b"HTTP/1.1", [], 0, True, False)
+        head = RequestHead(b"GET", b"/", b"HTTP/1.1", [], 0, True, False, [], [])
         self.request = IncomingRequest(self.client, head)
         self.request.respond(self.exchange.code, self.exchange.phrase, [], length)
         self.reports: list[tuple[int, bool]] = []

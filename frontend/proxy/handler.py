@@ -24,7 +24,6 @@ from frontend.proxy.runtime import Runtime
 from frontend.routing.decisions import parse_target
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import ClientRequest
-from frontend.wire.headers import client_response_headers
 from frontend.wire.incoming import IncomingRequest
 from frontend.wire.interfaces import Exchange
 from frontend.wire.relay import ResponseRelay
@@ -184,9 +183,7 @@ class FrontEnd:
         if request.method == b"HEAD":  # the length the body would have had
             declared = response.header(b"content-length")
             length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
-        request.respond(
-            response.code, response.phrase, client_response_headers(response.headers), length
-        )
+        request.respond(response.code, response.phrase, response.end_to_end, length)
 
         def done(sent: int, complete: bool) -> None:
             info["bytes"] = sent

@@ -75,7 +75,8 @@ class BackendExchange:
     """One request to a back end and, once its head is read, the response."""
 
     __slots__ = (
-        *("code", "phrase", "headers", "length", "body_sent", "server", "key", "request"),
+        *("code", "phrase", "headers", "end_to_end", "length", "body_sent", "server", "key"),
+        "request",
         *("retry", "_d", "_connecting", "_conn", "_outcome", "_rest", "_delivered"),
     )
 
@@ -83,6 +84,7 @@ class BackendExchange:
         self.code = 0
         self.phrase = b""
         self.headers: Pairs = []
+        self.end_to_end: Pairs = []
         self.length: int | None = None
         self.body_sent = False
         self.server, self.key, self.request = server, key, request
@@ -132,6 +134,11 @@ class BackendExchange:
         d: Deferred[BackendExchange] = Deferred(self._cancel)
         self._d = d
         return d
+
+    @property
+    def waiting(self) -> bool:
+        """The response head has not been handed over yet."""
+        return self._d is not None
 
     def fire(self, result: BackendExchange | BaseException | Failure) -> None:
         d, self._d = self._d, None
@@ -319,8 +326,12 @@ class BackendConnection(Protocol):
         try:
             self._parser.feed(data)
         except Malformed as e:
-            self.fail(str(e))
-            return
+            if not self._parser.complete:
+                self._head_now = self._continue_now = False
+                self.fail(str(e))
+                return
+            # a whole answer, then garbage: the answer stands, the connection goes
+            self._parser.extra = True
         if self._continue_now:
             self._continue_now = False
             if self._waiting_continue:
@@ -344,6 +355,7 @@ class BackendConnection(Protocol):
             head.headers,
             head.length,
         )
+        ex.end_to_end = head.end_to_end
         self._in_body = True
         self._head_now = True
         if self._waiting_continue:  # a final answer before 100: the body stays unsent
@@ -441,7 +453,7 @@ class BackendConnection(Protocol):
         ex = self._ex
         if ex is None:
             return
-        if self._in_body:
+        if self._in_body and not ex.waiting:  # the head went to the handler
             self._end_body(False, detail)
             return
         self._detach()

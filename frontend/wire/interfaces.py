@@ -92,15 +92,16 @@ class Exchange(Protocol):
     """A back end's response, head received; its body follows through
     :meth:`deliver_body`.
 
-    ``headers`` are as received, framing headers included; ``length`` is the
-    body's length (0 without a body), None when it is chunked or ends with
-    the connection.  ``body_sent`` says whether any byte of the request body
+    ``headers`` are as received, framing headers included; ``end_to_end``
+    those that go on to the client; ``length`` is the body's length (0
+    without a body), None when it is chunked or ends with the connection.  ``body_sent`` says whether any byte of the request body
     went to the back end.
     """
 
     code: int
     phrase: bytes
     headers: Pairs
+    end_to_end: Pairs
     length: int | None
     body_sent: bool
 

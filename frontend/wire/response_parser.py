@@ -12,11 +12,11 @@ Content-Length: llhttp refuses them, and the front end answers 502.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httptools
 
+from frontend.wire.headers import TO_CLIENT_DROP, drop_connection_named
 from frontend.wire.persistence import backend_reusable, connection_tokens
 
 __all__ = ["Malformed", "ResponseEvents", "ResponseHead", "ResponseParser"]
@@ -33,13 +33,13 @@ class Malformed(Exception):
     """The back end's answer breaks HTTP/1.1; the message says how."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
+class ResponseHead(NamedTuple):
     """A final response's head.
 
     ``length``: the body's length (0 when it has none), None when chunked or
     ending with the connection; ``reusable``: the connection may carry
-    another exchange once the body is over.
+    another exchange once the body is over; ``end_to_end``: the headers that
+    go on to the client (the rules of :mod:`frontend.wire.headers`).
     """
 
     code: int
@@ -47,6 +47,7 @@ class ResponseHead:
     headers: Pairs
     length: int | None
     reusable: bool
+    end_to_end: Pairs
 
 
 class ResponseEvents(Protocol):
@@ -59,12 +60,23 @@ class ResponseEvents(Protocol):
     def response_data(self, data: bytes) -> None: ...
 
 
+_LENGTH, _CODING, _CONNECTION = range(3)
+_DROPPED = -1
+#: Every field name that is not simply relayed: read (a kind), or dropped.
+_KIND = {
+    **dict.fromkeys(TO_CLIENT_DROP, _DROPPED),
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _CODING,
+    b"connection": _CONNECTION,
+}
+
+
 class ResponseParser:
     """Parses the responses of one back-end connection, one exchange at a time."""
 
     __slots__ = (
-        *("_events", "_parser", "_phrase", "_headers", "_head", "_fed", "_interim"),
-        *("_bodyless", "_skipping", "_until_close", "complete", "extra"),
+        *("_events", "_parser", "_phrase", "_headers", "_found", "_forward", "_head"),
+        *("_size", "_interim", "_bodyless", "_skipping", "_until_close", "complete", "extra"),
     )
 
     def __init__(self, events: ResponseEvents) -> None:
@@ -72,8 +84,10 @@ class ResponseParser:
         self._parser = httptools.HttpResponseParser(self)
         self._phrase = b""
         self._headers: Pairs = []
+        self._found: list[list[bytes]] = [[], [], []]
+        self._forward: Pairs = []
         self._head: ResponseHead | None = None
-        self._fed = 0
+        self._size = 0  # bytes of the head so far
         self._interim = False
         self._bodyless = False
         self._skipping = False
@@ -89,12 +103,17 @@ class ResponseParser:
         """
         if not self.complete or self._skipping or self.extra:
             self._parser = httptools.HttpResponseParser(self)
-        self._phrase = b""
-        self._headers = []
+        self._new_head()
         self._head = None
-        self._fed = 0
         self._interim = self._skipping = self._until_close = self.complete = self.extra = False
         self._bodyless = bodyless
+
+    def _new_head(self) -> None:
+        self._phrase = b""
+        self._headers = []
+        self._found = [[], [], []]
+        self._forward = []
+        self._size = 0
 
     @property
     def head(self) -> ResponseHead | None:
@@ -112,10 +131,8 @@ class ResponseParser:
             raise Malformed("the back end switched protocols") from None
         except httptools.HttpParserError as e:
             raise Malformed(f"refused by llhttp: {e}") from None
-        if self._head is None:
-            self._fed += len(data)
-            if self._fed > MAX_HEAD:
-                raise Malformed("response head over 64 KiB")
+        if self._head is None and self._size + len(data) > MAX_HEAD:
+            raise Malformed("response head over 64 KiB")
 
     def eof(self) -> bool:
         """The connection closed: whether that ended the body cleanly (a body
@@ -132,15 +149,26 @@ class ResponseParser:
 
     def on_status(self, phrase: bytes) -> None:
         self._phrase += phrase
+        self._size += len(phrase) + 14
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.complete or self._head is not None:
             return  # trailers, or a message after the end: dropped
+        size = len(name) + len(value)
+        if size > MAX_LINE:
+            raise Malformed("a header line over 16 KiB")
+        self._size += size + 4
+        if self._size > MAX_HEAD:
+            raise Malformed("response head over 64 KiB")
         if len(self._headers) >= MAX_HEADERS:
             raise Malformed(f"more than {MAX_HEADERS} header fields")
-        if len(name) + len(value) > MAX_LINE:
-            raise Malformed("a header line over 16 KiB")
-        self._headers.append((name, value))
+        pair = (name, value.rstrip(b" \t"))  # llhttp keeps trailing whitespace
+        self._headers.append(pair)
+        kind = _KIND.get(name.lower())
+        if kind is None:
+            self._forward.append(pair)
+        elif kind >= 0:
+            self._found[kind].append(pair[1])
 
     def on_headers_complete(self) -> None:
         if self.complete:
@@ -148,26 +176,13 @@ class ResponseParser:
         parser = self._parser
         code = parser.get_status_code()
         if code < 200:
-            if code == 101:
-                raise Malformed("101 Switching Protocols")
+            if code < 100 or code == 101:
+                raise Malformed(f"status {code}")
             self._interim = True
-            self._phrase = b""
-            self._headers = []
+            self._new_head()
             self._events.response_interim(code)
             return
-        version = b"HTTP/" + parser.get_http_version().encode("ascii")
-        headers = self._headers
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        connection: list[bytes] = []
-        for name, value in headers:
-            low = name.lower()
-            if low == b"content-length":
-                lengths.append(value)
-            elif low == b"transfer-encoding":
-                codings.append(value)
-            elif low == b"connection":
-                connection.append(value)
+        lengths, codings, connection = self._found
         length: int | None
         if self._bodyless or code in _NO_BODY_CODES:
             length, delimited = 0, True
@@ -178,8 +193,11 @@ class ResponseParser:
             length, delimited = int(lengths[0]), True
         else:
             length, delimited = None, False
-        reusable = backend_reusable(version, connection_tokens(connection), delimited)
-        head = ResponseHead(code, self._phrase, headers, length, reusable)
+        tokens = connection_tokens(connection) if connection else _NO_TOKENS
+        version = b"HTTP/" + parser.get_http_version().encode("ascii")
+        reusable = backend_reusable(version, tokens, delimited)
+        forward = drop_connection_named(self._forward, connection) if tokens else self._forward
+        head = ResponseHead(code, self._phrase, self._headers, length, reusable, forward)
         self._head = head
         self._until_close = not delimited
         if length == 0:
@@ -189,8 +207,8 @@ class ResponseParser:
         self._events.response_head(head)
 
     def on_body(self, data: bytes) -> None:
-        if self._skipping:
-            self.extra = True
+        if self._skipping or self.complete:
+            self.extra = True  # a HEAD answer's body, or a second response's
         else:
             self._events.response_data(data)
 
@@ -199,3 +217,6 @@ class ResponseParser:
             self._interim = False
         else:
             self.complete = True
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
