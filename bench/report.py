@@ -156,9 +156,9 @@ def _burst(r: Results) -> None:
             f" {x.listen.get('ListenDrops', '?'):>11}"
         )
     for key, x in r.burst.items():
-        rounds = " / ".join("failed" if math.isinf(v) else f"{v:,.0f}" for v in x.rounds_p99_ms)
+        rounds = " / ".join("failed" if math.isinf(v) else f"{v:,.0f} ms" for v in x.rounds_p99_ms)
         p(
-            f"  {BURST_LABELS[key][0]}: p99 per round {rounds} ms; client CPU"
+            f"  {BURST_LABELS[key][0]}: p99 per round {rounds}; client CPU"
             f" {x.client_cpu_s:.2f} s in {x.wall_s:.2f} s"
         )
     fe, hap = r.burst.get("full"), r.burst.get("haproxy")

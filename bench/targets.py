@@ -58,7 +58,11 @@ def gbps(x: LoadResult) -> float:
 
 
 def _ms(value: float) -> str:
-    return f"{value:,.0f} ms" if math.isfinite(value) else "failed (over 1% of connections)"
+    return f"{value:,.0f} ms" if math.isfinite(value) else "failed"
+
+
+def _failed(x: BurstResult) -> str:
+    return f"{x.failed} of {x.connections} connections failed"
 
 
 def targets(r: Results) -> list[Target]:
@@ -93,11 +97,17 @@ def targets(r: Results) -> list[Target]:
             out.append(Target(name, measured, full.p50_ms > 0 and x <= 3.0))
     fe, hap = r.burst.get("full"), r.burst.get("haproxy")
     if fe is not None and hap is not None:
-        x = ratio(fe.p99_ms, hap.p99_ms) if math.isfinite(fe.p99_ms) else math.inf
         name = f"burst of {r.options.burst} new connections: feproxy p99 <= 3x HAProxy's"
-        shown = f"{x:.2f}x" if math.isfinite(x) else "-"
-        measured = f"{shown} ({_ms(fe.p99_ms)} against {_ms(hap.p99_ms)})"
-        out.append(Target(name, measured, math.isfinite(x) and x <= 3.0))
+        if math.isfinite(fe.p99_ms) and math.isfinite(hap.p99_ms):
+            x = ratio(fe.p99_ms, hap.p99_ms)
+            measured = f"{x:.2f}x ({_ms(fe.p99_ms)} against {_ms(hap.p99_ms)})"
+            out.append(Target(name, measured, x <= 3.0))
+        else:
+            measured = (
+                f"feproxy {_failed(fe)}, HAProxy {_failed(hap)}"
+                f" (p99 {_ms(fe.p99_ms)} against {_ms(hap.p99_ms)})"
+            )
+            out.append(Target(name, measured, False))
     return out
 
 
