@@ -7,13 +7,17 @@ generator's core, each sending one ``GET`` of the 1 KiB path with
 users).  Around each burst the harness reads the kernel's listen-queue drop
 counters (bench/kernel.py) and the servers' CPU time.  A connection that
 failed or passed its deadline counts, in the percentiles, as slower than
-any answered one: a p99 is then "failed" when more than 1% failed.
+any answered one: a round's p99 is then "failed" when more than 1% failed.
+A proxy's p50 and p99 are the median of its rounds' (as for the keep-alive
+runs), so that one round disturbed by other work on the machine does not
+decide; the slowest answered connection is over all rounds.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -22,7 +26,15 @@ from bench import kernel
 from bench.burst import MARK
 from bench.rig import SMALL_PATH, Rig, add_cpu
 
-__all__ = ["BURST_LABELS", "BurstResult", "merge_bursts", "parse_burst", "percentile", "run"]
+__all__ = [
+    "BURST_LABELS",
+    "BurstResult",
+    "as_round",
+    "merge_bursts",
+    "parse_burst",
+    "percentile",
+    "run",
+]
 
 #: Each proxy a burst is aimed at, in the order run: key -> (label, server).
 BURST_LABELS = {
@@ -52,24 +64,27 @@ class BurstResult:
     wall_s: float
     client_cpu_s: float
     listen: dict[str, int] = field(default_factory=dict)  # listen-queue counters' deltas
+    rounds_p50_ms: tuple[float, ...] = ()  # each round's (see as_round)
     rounds_p99_ms: tuple[float, ...] = ()
 
     @property
     def failed(self) -> int:
         return sum(self.errors.values())
 
-    def _all(self, q: float) -> float:
+    def pooled(self, q: float) -> float:
         """Percentile over every connection, a failed one counting as infinitely slow."""
         everything = self.latencies_ms + [math.inf] * self.failed
         return percentile(everything, q)
 
     @property
     def p50_ms(self) -> float:
-        return self._all(50)
+        """The median of the rounds' p50 (of all connections without rounds)."""
+        return statistics.median(self.rounds_p50_ms) if self.rounds_p50_ms else self.pooled(50)
 
     @property
     def p99_ms(self) -> float:
-        return self._all(99)
+        """The median of the rounds' p99 (of all connections without rounds)."""
+        return statistics.median(self.rounds_p99_ms) if self.rounds_p99_ms else self.pooled(99)
 
     @property
     def max_answered_ms(self) -> float:
@@ -89,6 +104,7 @@ class BurstResult:
             "listen": self.listen,
             "wall_s": round(self.wall_s, 3),
             "client_cpu_s": round(self.client_cpu_s, 3),
+            "rounds_p50_ms": [finite(x) for x in self.rounds_p50_ms],
             "rounds_p99_ms": [finite(x) for x in self.rounds_p99_ms],
         }
 
@@ -101,19 +117,26 @@ def parse_burst(output: str, listen: dict[str, int] | None = None) -> BurstResul
             break
     else:
         raise RuntimeError(f"bench/burst.py printed no summary:\n{output.strip()}")
-    result = BurstResult(
-        connections=int(data["connections"]),
-        latencies_ms=sorted(float(x) for x in data["latencies_ms"]),
-        errors={k: int(v) for k, v in data["errors"].items()},
-        wall_s=float(data["wall_s"]),
-        client_cpu_s=float(data["client_cpu_s"]),
-        listen=dict(listen or {}),
+    return as_round(
+        BurstResult(
+            connections=int(data["connections"]),
+            latencies_ms=sorted(float(x) for x in data["latencies_ms"]),
+            errors={k: int(v) for k, v in data["errors"].items()},
+            wall_s=float(data["wall_s"]),
+            client_cpu_s=float(data["client_cpu_s"]),
+            listen=dict(listen or {}),
+        )
     )
-    return replace(result, rounds_p99_ms=(result.p99_ms,))
+
+
+def as_round(result: BurstResult) -> BurstResult:
+    """``result`` (one burst) with its percentiles noted as one round's."""
+    return replace(result, rounds_p50_ms=(result.pooled(50),), rounds_p99_ms=(result.pooled(99),))
 
 
 def merge_bursts(rounds: list[BurstResult]) -> BurstResult:
-    """Several bursts of one proxy as one: latencies pooled, counts added."""
+    """Several bursts of one proxy as one: counts added, latencies pooled (for the
+    slowest), each round's percentiles kept (the result's are their median)."""
     errors: dict[str, int] = {}
     listen: dict[str, int] = {}
     for r in rounds:
@@ -128,6 +151,7 @@ def merge_bursts(rounds: list[BurstResult]) -> BurstResult:
         wall_s=sum(r.wall_s for r in rounds),
         client_cpu_s=sum(r.client_cpu_s for r in rounds),
         listen=listen,
+        rounds_p50_ms=tuple(p for r in rounds for p in r.rounds_p50_ms),
         rounds_p99_ms=tuple(p for r in rounds for p in r.rounds_p99_ms),
     )
 

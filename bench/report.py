@@ -165,8 +165,8 @@ def _burst(r: Results) -> None:
     if fe is not None and hap is not None and math.isfinite(fe.p99_ms):
         p(f"  feproxy p99 / HAProxy p99: {ratio(fe.p99_ms, hap.p99_ms):.2f}x")
     p(
-        "  (a failed connection counts as slower than any answered one; backlog: the"
-        " listener's, from ss; drop counters: whole machine, during the burst)"
+        "  (p50, p99: median of the rounds'; a failed connection counts as slower than any"
+        " answered one; backlog: the listener's, from ss; drop counters: whole machine)"
     )
     _cpu_table(r.cpu.get("burst", {}), BURST_LABELS, unit="connection")
     p("")

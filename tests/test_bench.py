@@ -27,7 +27,7 @@ import pytest
 
 from bench import peers
 from bench.burst import burst
-from bench.bursts import BurstResult, merge_bursts, parse_burst, percentile
+from bench.bursts import BurstResult, as_round, merge_bursts, parse_burst, percentile
 from bench.directory import count_ops
 from bench.kernel import listen_backlog, parse_netstat
 from bench.load import LoadResult, merge, parse_result
@@ -118,15 +118,15 @@ def test_percentile_takes_the_nearest_rank() -> None:
 
 def _burst(latencies: list[float], timeouts: int = 0, overflows: int = 0) -> BurstResult:
     errors = {"connect": 0, "read": 0, "status": 0, "timeout": timeouts}
-    return BurstResult(
+    one = BurstResult(
         connections=len(latencies) + timeouts,
         latencies_ms=sorted(latencies),
         errors=errors,
         wall_s=1.0,
         client_cpu_s=0.5,
         listen={"ListenOverflows": overflows, "ListenDrops": overflows},
-        rounds_p99_ms=(0.0,),
     )
+    return as_round(one)
 
 
 def test_burst_percentiles_count_failed_connections_as_slowest() -> None:
@@ -138,13 +138,16 @@ def test_burst_percentiles_count_failed_connections_as_slowest() -> None:
     assert result.to_json()["p99_ms"] is None
 
 
-def test_merge_bursts_pools_latencies_and_adds_counters() -> None:
-    """Merged rounds: latencies pooled for the percentiles, errors and drop counters added."""
-    merged = merge_bursts([_burst([1.0, 3.0], overflows=4), _burst([2.0], timeouts=1)])
-    assert merged.latencies_ms == [1.0, 2.0, 3.0]
-    assert (merged.connections, merged.failed) == (4, 1)
+def test_merge_bursts_adds_counters_and_takes_the_median_of_the_rounds_percentiles() -> None:
+    """Merged rounds: errors and drop counters added; one disturbed round does not set p99."""
+    rounds = [_burst([1.0, 3.0], overflows=4), _burst([2.0], timeouts=1), _burst([4.0])]
+    merged = merge_bursts(rounds)
+    assert merged.latencies_ms == [1.0, 2.0, 3.0, 4.0]
+    assert (merged.connections, merged.failed) == (5, 1)
     assert merged.listen == {"ListenOverflows": 4, "ListenDrops": 4}
-    assert len(merged.rounds_p99_ms) == 2
+    assert merged.rounds_p99_ms == (3.0, math.inf, 4.0)
+    assert merged.p99_ms == 4.0
+    assert merged.max_answered_ms == 4.0
 
 
 def test_parse_burst_reads_the_client_summary_line() -> None:
