@@ -7,10 +7,13 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.directory import OpCount
 from bench.load import LoadResult
+
+if TYPE_CHECKING:
+    from bench.bursts import BurstResult
 
 __all__ = ["Options", "Results", "Run", "parse_options"]
 
@@ -33,6 +36,8 @@ class Options:
     overrides: tuple[tuple[str, Any], ...] = ()
     quick: bool = False
     strict: bool = False
+    burst: int = 3000
+    burst_deadline: float = 30.0
 
 
 @dataclass
@@ -42,10 +47,13 @@ class Results:
     options: Options
     tool: str = ""
     pinning: str = ""
-    backend: str = ""
-    small: dict[str, LoadResult] = field(default_factory=dict)  # against the stub farm
-    small_minimal: dict[str, LoadResult] = field(default_factory=dict)  # bench/backend.py
-    big: dict[str, LoadResult] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # haproxy, nginx
+    kernel: dict[str, str] = field(default_factory=dict)  # net.core.somaxconn, ...
+    nofile: int = 0  # RLIMIT_NOFILE of the servers and clients
+    small: dict[str, LoadResult] = field(default_factory=dict)  # 1 KiB responses
+    big: dict[str, LoadResult] = field(default_factory=dict)  # 1 MiB responses
+    burst: dict[str, BurstResult] = field(default_factory=dict)
+    backlogs: dict[str, int | None] = field(default_factory=dict)  # each listener's, from ss
     memory: dict[str, float] = field(default_factory=dict)
     warm_ops: OpCount | None = None
     warm_requests: int = 0
@@ -89,8 +97,15 @@ def parse_options(argv: Sequence[str] | None, doc: str | None = None) -> Options
     p.add_argument(
         "--quick",
         action="store_true",
-        help="tiny run: 1 s, 2 connections, 5 users; small responses through "
-        "ReverseProxyResource and feproxy (5 users) only",
+        help="tiny run: 1 s, 2 connections, 5 users, a burst of 50; the proxies "
+        "that the targets compare only",
+    )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        metavar="N",
+        help="new connections at once in the burst runs (3000; 0 skips them)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--profile", action="store_true", help="py-spy the front end under load")
@@ -134,7 +149,10 @@ def parse_options(argv: Sequence[str] | None, doc: str | None = None) -> Options
         overrides=tuple(overrides),
         quick=quick,
         strict=a.strict,
+        burst=a.burst if a.burst is not None else (50 if quick else 3000),
     )
+    if options.burst < 0:
+        p.error("--burst must be 0 or more")
     if options.duration < 1 or options.connections < 1 or options.users < 1:
         p.error("--duration, --connections and --users must be at least 1")
     return options

@@ -1,74 +1,40 @@
-"""Printing the benchmark's results, its targets, and the JSON form."""
+"""Printing the benchmark's results: header, one table per group, targets last."""
 
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bench.bursts import BURST_LABELS
 from bench.directory import OpCount
 from bench.load import LoadResult
+from bench.targets import checks, gbps, ratio, targets
+from bench.throughput import BIG_LABELS, SMALL_LABELS
 
 if TYPE_CHECKING:
     from bench.options import Results
 
-__all__ = ["Target", "header", "info", "progress", "summary", "targets", "to_json"]
+__all__ = ["header", "summary"]
 
-GB = 1e9  # throughput in decimal gigabytes per second
-MIB = 1024 * 1024
-SMALL_LABELS = {
-    "direct": "direct to back end",
-    "reverse_proxy": "ReverseProxyResource",
-    "full_one_user": "feproxy, 1 user",
-    "full_many_users": "feproxy, many users",
-}
-MINIMAL_TITLE = (
-    "GET /apps/Projects/ against a minimal back end (bench/backend.py: replays the farm's answer)"
-)
-FARM_TITLE = "GET /apps/Projects/ against the stub farm (twisted.web)"
-#: The CPU table's columns: (heading, child process) for each group of runs.
-FARM_CPU = (("feproxy", "feproxy"), ("reverse_proxy", "reverse_proxy"), ("farm", "farm"))
-CPU_COLUMNS = {
-    "small": (*FARM_CPU, ("slapd", "slapd")),
-    "small_minimal": (
-        ("feproxy", "feproxy_min"),
-        ("reverse_proxy", "reverse_proxy_min"),
-        ("bench backend", "bench_backend"),
-        ("slapd", "slapd"),
-    ),
-    "big": (*FARM_CPU, ("slapd", "slapd")),
-}
+PEERS = (("reverse_proxy", "ReverseProxyResource"), ("haproxy", "HAProxy"), ("nginx", "nginx"))
 
 
-@dataclass(frozen=True)
-class Target:
-    """One target of issue 6 and whether this run met it."""
-
-    name: str
-    measured: str
-    met: bool
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else 0.0
+def _rounds(n: int) -> str:
+    return "1 round" if n == 1 else f"{n} rounds"
 
 
 def header(r: Results) -> None:
     o = r.options
-    print(
-        f"feproxy benchmark: {r.tool}, {o.duration} s per run after {o.warmup} s warm-up, "
-        f"{o.connections} connections, {r.pinning}",
-        flush=True,
+    p = print
+    p(
+        f"feproxy benchmark: {r.tool}, {o.duration} s per run after {o.warmup} s warm-up,"
+        f" {_rounds(o.rounds)} interleaved, {o.connections} connections, {r.pinning}"
     )
-
-
-def progress(name: str, result: LoadResult) -> None:
-    """One line as each run ends (on stderr, so stdout stays the report)."""
-    print(
-        f"  ran {name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.2f} ms",
-        file=sys.stderr,
-        flush=True,
-    )
+    versions = ", ".join(f"{k} {v}" for k, v in r.versions.items())
+    p(f"  peers: {versions}; origin: nginx serving static files; open files limit {r.nofile}")
+    p("  kernel (read, not changed): " + ", ".join(f"{k} {v}" for k, v in r.kernel.items()))
+    sys.stdout.flush()
 
 
 def _row(label: str, x: LoadResult, first: str) -> str:
@@ -91,69 +57,119 @@ def _columns(first: str) -> str:
 
 
 def _cpu_table(
-    cpu: dict[str, dict[str, float]], labels: dict[str, str], columns: tuple[tuple[str, str], ...]
+    cpu: dict[str, dict[str, float]], rows: dict[str, tuple[str, str]], unit: str = "request"
 ) -> None:
-    """CPU time per request of each server process, from /proc (all threads).
+    """CPU time per request of the row's proxy, the origin and slapd, from /proc.
 
-    ``columns``: (heading, child name); "others" is every other (idle) server.
+    "others" are the other (idle) servers; every process and thread counts.
     """
-    print("  CPU per request, microseconds (user+system, from /proc):")
-    headings = [h for h, _ in columns] + ["others"]
-    print(f"  {'':<30} " + " ".join(f"{h:>13}" for h in headings) + f" {'all servers':>12}")
-    for key, label in labels.items():
+    print(f"  CPU per {unit}, microseconds (user+system, from /proc, all processes and threads):")
+    headings = ("the proxy", "origin", "slapd", "others", "all servers")
+    print(f"  {'':<30} " + " ".join(f"{h:>11}" for h in headings))
+    for key, (label, server) in rows.items():
         if key not in cpu:
             continue
         used = cpu[key]
-        shown = [used.get(name) for _, name in columns]
+        own = used.get(server) if server != "origin" else None
+        shown = [own, used.get("origin"), used.get("slapd")]
         # A difference of sums can come out a hair below zero: never print "-0".
         others = max(0.0, sum(used.values()) - sum(v for v in shown if v is not None))
-        cells = " ".join(f"{'-':>13}" if v is None else f"{v:>13.0f}" for v in [*shown, others])
-        print(f"  {label:<30} {cells} {sum(used.values()):>12.0f}")
+        cells = [f"{'-':>11}" if v is None else f"{v:>11.0f}" for v in [*shown, others]]
+        print(f"  {label:<30} " + " ".join(cells) + f" {sum(used.values()):>11.0f}")
 
 
-def gbps(x: LoadResult) -> float:
-    """Body throughput of 1 MiB responses, in GB/s."""
-    return x.requests * MIB / x.seconds / GB if x.seconds > 0 else 0.0
-
-
-def _rp_ratios(small: dict[str, LoadResult], suffix: str) -> list[Target]:
-    """Full path >= 2.0x ReverseProxyResource, with one user and with many."""
-    out: list[Target] = []
-    rp = small.get("reverse_proxy")
-    for key, who in (("full_one_user", "1 user"), ("full_many_users", "many users")):
-        full = small.get(key)
-        if full is not None and rp is not None:
-            ratio = _ratio(full.rps, rp.rps)
-            name = f"full path ({who}) >= 2.0x ReverseProxyResource req/s{suffix}"
-            out.append(Target(name, f"{ratio:.2f}x", ratio >= 2.0))
-    return out
-
-
-def info(r: Results) -> list[Target]:
-    """The same ratios against the stub farm: shown, not targets (the farm shares the core)."""
-    return _rp_ratios(r.small, ", against the stub farm")
-
-
-def targets(r: Results) -> list[Target]:
-    """The targets of issue 6 against this run's numbers (req/s: the minimal back end)."""
-    out = _rp_ratios(r.small_minimal, ", against the minimal back end")
-    big = r.big.get("full")
-    if big is not None:
-        rate = gbps(big)
-        out.append(Target("1 MiB responses >= 0.5 GB/s", f"{rate:.3f} GB/s", rate >= 0.5))
-        growth = r.memory["growth_mib"]
-        out.append(Target("RSS growth < 50 MiB during 1 MiB run", f"{growth:.1f} MiB", growth < 50))
-    if r.warm_ops is not None:
-        ops = r.warm_ops.per_request_ops
-        per = _ratio(ops, r.warm_requests)
-        out.append(
-            Target(
-                "0 LDAP operations per warm request",
-                f"{ops} in {r.warm_requests} requests ({per:.4f}/request)",
-                ops == 0 and r.warm_requests > 0,
-            )
+def _small(r: Results) -> None:
+    p = print
+    users = r.options.users
+    rows = {k: (v[0].replace("many", str(users)), v[1]) for k, v in SMALL_LABELS.items()}
+    p("1 KiB responses: GET /apps/Projects/ with Basic credentials, each proxy -> nginx origin")
+    p(_columns("req/s"))
+    for key, x in r.small.items():
+        p(_row(rows[key][0], x, f"{x.rps:,.0f}") + _spread(x))
+    for key, (label, _) in rows.items():
+        full = r.small.get(key)
+        if not key.startswith("full_") or full is None:
+            continue
+        parts = [
+            f"{ratio(full.rps, r.small[peer].rps):.2f}x {name}"
+            for peer, name in PEERS
+            if peer in r.small
+        ]
+        p(
+            f"  {label}: req/s "
+            + ", ".join(parts)
+            + f"; p99/p50 {ratio(full.p99_ms, full.p50_ms):.2f}"
         )
-    return out
+    _cpu_table(r.cpu.get("small", {}), rows)
+    p("")
+
+
+def _big(r: Results) -> None:
+    p = print
+    p("1 MiB responses: GET /apps/Projects/1m.bin with Basic credentials, each proxy -> origin")
+    p(_columns("GB/s"))
+    for key, x in r.big.items():
+        p(_row(BIG_LABELS[key][0], x, f"{gbps(x):.3f}") + _spread(x))
+    full = r.big.get("full")
+    if full is not None:
+        parts = [
+            f"{ratio(gbps(full), gbps(r.big[peer])):.2f}x {name}"
+            for peer, name in PEERS
+            if peer in r.big
+        ]
+        p("  feproxy: GB/s " + ", ".join(parts))
+        m = r.memory
+        p(
+            f"  feproxy RSS: {m['rss_before_mib']:.1f} MiB before, peak {m['peak_rss_mib']:.1f}"
+            f" MiB (VmHWM {m['vmhwm_mib']:.1f}), {m['rss_after_mib']:.1f} MiB after;"
+            f" growth {m['growth_mib']:.1f} MiB"
+        )
+    _cpu_table(r.cpu.get("big", {}), BIG_LABELS)
+    p("")
+
+
+def _ms(value: float) -> str:
+    return f"{value:>9.1f}" if math.isfinite(value) else f"{'failed':>9}"
+
+
+def _burst(r: Results) -> None:
+    p = print
+    o = r.options
+    p(
+        f"Burst: {o.burst} new connections at once, one GET /apps/Projects/ each"
+        f" (Connection: close; Basic credentials), {_rounds(o.rounds)}, {o.burst_deadline:.0f} s"
+        " deadline each; latency from connect() to the response's last byte"
+    )
+    p(
+        f"  {'':<22} {'backlog':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'answered':>9}"
+        f"  failed (connect/read/timeout/status)  ListenOverflows ListenDrops"
+    )
+    for key, x in r.burst.items():
+        label, server = BURST_LABELS[key]
+        backlog = r.backlogs.get(server)
+        e = x.errors
+        failed = f"{x.failed} ({e['connect']}/{e['read']}/{e['timeout']}/{e['status']})"
+        p(
+            f"  {label:<22} {'?' if backlog is None else backlog:>7} {_ms(x.p50_ms)}"
+            f" {_ms(x.p99_ms)} {_ms(x.max_answered_ms)} {len(x.latencies_ms):>9}"
+            f"  {failed:<36} {x.listen.get('ListenOverflows', '?'):>15}"
+            f" {x.listen.get('ListenDrops', '?'):>11}"
+        )
+    for key, x in r.burst.items():
+        rounds = " / ".join("failed" if math.isinf(v) else f"{v:,.0f} ms" for v in x.rounds_p99_ms)
+        p(
+            f"  {BURST_LABELS[key][0]}: p99 per round {rounds}; client CPU"
+            f" {x.client_cpu_s:.2f} s in {x.wall_s:.2f} s"
+        )
+    fe, hap = r.burst.get("full"), r.burst.get("haproxy")
+    if fe is not None and hap is not None and math.isfinite(fe.p99_ms):
+        p(f"  feproxy p99 / HAProxy p99: {ratio(fe.p99_ms, hap.p99_ms):.2f}x")
+    p(
+        "  (p50, p99: median of the rounds'; a failed connection counts as slower than any"
+        " answered one; backlog: the listener's, from ss; drop counters: whole machine)"
+    )
+    _cpu_table(r.cpu.get("burst", {}), BURST_LABELS, unit="connection")
+    p("")
 
 
 def _ops(c: OpCount) -> str:
@@ -162,169 +178,89 @@ def _ops(c: OpCount) -> str:
     return f"{c.per_request_ops} ({kinds}{schema})"
 
 
+def _ldap(r: Results) -> None:
+    p = print
+    if r.warm_ops is None:
+        return
+    p("LDAP operations (counted in slapd's -d stats log; the number is BIND+SRCH+CMP)")
+    p(f"  warm, during {r.warm_requests} feproxy requests: {_ops(r.warm_ops)}")
+    if r.warm_metric is not None:
+        p(f"    feproxy's feproxy_ldap_queries_total rose by {r.warm_metric:.0f}")
+    if r.warm_ops.background:
+        p(f"    (+{r.warm_ops.background} directory-watcher poll searches, timer-driven)")
+    for key, x in r.new_user.items():
+        p(
+            f"  new user, {key} {x['path']} (status {x['status'][0]}):"
+            f" first request {_ops(x['first'])}; second {_ops(x['second'])}"
+        )
+        if x["metric"][0] is not None:
+            p(
+                f"    feproxy_ldap_queries_total: +{x['metric'][0]:.0f} for the first,"
+                f" +{x['metric'][1]:.0f} for the second"
+            )
+    p("")
+
+
+def _workers(r: Results) -> None:
+    p = print
+    if not r.workers:
+        return
+    p("Workers (feproxy serve --workers N)")
+    if "skipped" in r.workers:
+        p(f"  SKIPPED: {r.workers['skipped']}")
+    else:
+        w1, w2 = r.workers["1"], r.workers["2"]
+        p(f"  front end on cores {r.workers['front_end_cpus']}; 1 KiB full path, 1 user")
+        p(_columns("req/s"))
+        p(_row("--workers 1", w1, f"{w1.rps:,.0f}"))
+        p(_row("--workers 2", w2, f"{w2.rps:,.0f}"))
+        p(f"  scaling 1 -> 2 workers: {ratio(w2.rps, w1.rps):.2f}x")
+    p("")
+
+
+def _profile(r: Results) -> None:
+    p = print
+    if not r.profile:
+        return
+    p("Profile of feproxy under load (py-spy)")
+    if "skipped" in r.profile:
+        p(f"  SKIPPED: {r.profile['skipped']}")
+    else:
+        p(f"  {r.profile['samples']} samples; raw stacks in {r.profile['raw']}")
+        p("  top functions by self time (on CPU in the function itself):")
+        for h in r.profile["self"]:
+            p(f"    {h.self_share:6.1%}  {h.function}  {h.location}")
+        p("  top feproxy functions by inclusive time (in it or what it calls):")
+        for h in r.profile["total"]:
+            p(f"    {h.total_share:6.1%}  {h.function}  {h.location}")
+    p("")
+
+
 def summary(r: Results) -> bool:
     """Print the report; whether any target was missed."""
     p = print
-    o = r.options
     p("")
-    for title, small, group in (
-        (MINIMAL_TITLE, r.small_minimal, "small_minimal"),
-        (FARM_TITLE, r.small, "small"),
-    ):
-        if small:
-            _small_table(
-                f"{title}; back end {r.backend}", small, r.cpu.get(group, {}), group, o.users
-            )
+    if r.small:
+        _small(r)
     if r.big:
-        p("GET /exchweb/bytes/1048576 (1 MiB responses, static vdir)")
-        p(_columns("GB/s"))
-        for key, label in (("direct", "direct to back end"), ("full", "feproxy")):
-            if key in r.big:
-                p(_row(label, r.big[key], f"{gbps(r.big[key]):.3f}"))
-        m = r.memory
-        p(
-            f"  feproxy RSS: {m['rss_before_mib']:.1f} MiB before, peak {m['peak_rss_mib']:.1f}"
-            f" MiB (VmHWM {m['vmhwm_mib']:.1f}), {m['rss_after_mib']:.1f} MiB after;"
-            f" growth {m['growth_mib']:.1f} MiB"
-        )
-        labels = {"direct": "direct to back end", "full": "feproxy"}
-        _cpu_table(r.cpu.get("big", {}), labels, CPU_COLUMNS["big"])
-        p("")
-    if r.warm_ops is not None:
-        p("LDAP operations (counted in slapd's -d stats log; the number is BIND+SRCH+CMP)")
-        p(f"  warm, during {r.warm_requests} feproxy requests: {_ops(r.warm_ops)}")
-        if r.warm_metric is not None:
-            p(f"    the front ends' feproxy_ldap_queries_total (both) rose by {r.warm_metric:.0f}")
-        if r.warm_ops.background:
-            p(f"    (+{r.warm_ops.background} directory-watcher poll searches, timer-driven)")
-        for key, x in r.new_user.items():
-            p(
-                f"  new user, {key} {x['path']} (status {x['status'][0]}):"
-                f" first request {_ops(x['first'])}; second {_ops(x['second'])}"
-            )
-            if x["metric"][0] is not None:
-                p(
-                    f"    feproxy_ldap_queries_total: +{x['metric'][0]:.0f} for the first,"
-                    f" +{x['metric'][1]:.0f} for the second"
-                )
-        p("")
-    if r.workers:
-        p("Workers (feproxy serve --workers N)")
-        if "skipped" in r.workers:
-            p(f"  SKIPPED: {r.workers['skipped']}")
-        else:
-            w1, w2 = r.workers["1"], r.workers["2"]
-            p(
-                f"  front end on cores {r.workers['front_end_cpus']};"
-                " GET /apps/Projects/, 1 user, minimal back end"
-            )
-            p(_columns("req/s"))
-            p(_row("--workers 1", w1, f"{w1.rps:,.0f}"))
-            p(_row("--workers 2", w2, f"{w2.rps:,.0f}"))
-            p(f"  scaling 1 -> 2 workers: {_ratio(w2.rps, w1.rps):.2f}x")
-        p("")
-    if r.profile:
-        p("Profile of feproxy under load (py-spy)")
-        if "skipped" in r.profile:
-            p(f"  SKIPPED: {r.profile['skipped']}")
-        else:
-            p(f"  {r.profile['samples']} samples; raw stacks in {r.profile['raw']}")
-            p("  top functions by self time (on CPU in the function itself):")
-            for h in r.profile["self"]:
-                p(f"    {h.self_share:6.1%}  {h.function}  {h.location}")
-            p("  top feproxy functions by inclusive time (in it or what it calls):")
-            for h in r.profile["total"]:
-                p(f"    {h.total_share:6.1%}  {h.function}  {h.location}")
-        p("")
+        _big(r)
+    if r.burst:
+        _burst(r)
+    _ldap(r)
+    _workers(r)
+    _profile(r)
     if r.unreachable:
         p(
             f"Note: feproxy logged {r.unreachable} failed back-end connections during the run;"
             " each marks a replica unavailable (unavailable_for) and moves its users"
         )
         p("")
-    checks = targets(r)
-    p("Targets (issue 6)" + ("  [--quick: numbers too small to mean anything]" if o.quick else ""))
-    for t in checks:
+    found = targets(r)
+    quick = "  [--quick: numbers too small to mean anything]" if r.options.quick else ""
+    p("Targets (issue 11)" + quick)
+    for t in found:
         p(f"  {'PASS' if t.met else 'FAIL'}  {t.name}: {t.measured}")
-    for t in info(r):
-        p(f"  INFO  {t.name}: {t.measured}")
+    for t in checks(r):
+        p(f"  {'INFO' if t.met else 'WARN'}  {t.name}: {t.measured}")
     sys.stdout.flush()
-    return not all(t.met for t in checks)
-
-
-def _small_table(
-    title: str,
-    small: dict[str, LoadResult],
-    cpu: dict[str, dict[str, float]],
-    group: str,
-    users: int,
-) -> None:
-    """One group of small-response runs: rates and latencies, ratios, CPU per request."""
-    p = print
-    p(title)
-    p(_columns("req/s"))
-    labels = {k: v.replace("many", str(users)) for k, v in SMALL_LABELS.items()}
-    for key, x in small.items():
-        p(_row(labels[key], x, f"{x.rps:,.0f}") + _spread(x))
-    rp, direct = small.get("reverse_proxy"), small.get("direct")
-    for key, who in (("full_one_user", "1 user"), ("full_many_users", f"{users} users")):
-        full = small.get(key)
-        if full is not None and rp is not None:
-            line = f"  ratio ({who}): full/ReverseProxyResource {_ratio(full.rps, rp.rps):.2f}x"
-            if direct is not None:
-                line += f", full/direct {_ratio(full.rps, direct.rps):.2f}x"
-            p(line)
-    _cpu_table(cpu, labels, CPU_COLUMNS[group])
-    p("")
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, LoadResult):
-        return value.to_json()
-    if isinstance(value, OpCount):
-        return {
-            "per_request_ops": value.per_request_ops,
-            "by_kind": value.by_kind,
-            "schema_reads": value.schema_reads,
-            "background": value.background,
-        }
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return _json(asdict(value))
-    return value
-
-
-def to_json(r: Results) -> dict[str, Any]:
-    """The results as JSON-ready data, with the targets."""
-    o = r.options
-    return {
-        "options": {
-            "duration": o.duration,
-            "warmup": o.warmup,
-            "connections": o.connections,
-            "users": o.users,
-            "quick": o.quick,
-        },
-        "tool": r.tool,
-        "pinning": r.pinning,
-        "backend": r.backend,
-        "small": _json(r.small),
-        "small_minimal": _json(r.small_minimal),
-        "big": {k: {**v.to_json(), "gbps": round(gbps(v), 4)} for k, v in r.big.items()},
-        "memory": r.memory,
-        "cpu_us_per_request": r.cpu,
-        "ldap": {
-            "warm": _json(r.warm_ops),
-            "warm_requests": r.warm_requests,
-            "warm_metric_ldap_queries": r.warm_metric,
-            "new_user": _json(r.new_user),
-        },
-        "workers": _json(r.workers),
-        "backend_connect_failures": r.unreachable,
-        "profile": {k: _json(v) for k, v in r.profile.items()},
-        "targets": [asdict(t) for t in targets(r)],
-        "info": [asdict(t) for t in info(r)],
-    }
+    return not all(t.met for t in found)
