@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="configuration file (TOML)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     serve.add_argument("--log-json", action="store_true", help="log JSON lines")
-    serve.add_argument("--access-log", default="-", help="access log file ('-': stdout)")
+    serve.add_argument(
+        "--access-log", default="-", help="access log file ('-': stdout; 'off': no access log)"
+    )
     serve.add_argument(
         "--workers", type=int, default=1, help="processes sharing the listening sockets"
     )
@@ -74,6 +77,7 @@ def _serve(args: Any) -> int:
 
     from frontend.ops.logs import start_logging
     from frontend.ops.service import FrontEndService
+    from frontend.proxy import NO_ACCESS_LOG
 
     config = load_or_report(args.config)
     if config is None:
@@ -86,7 +90,12 @@ def _serve(args: Any) -> int:
     for item in args.inherit:
         fd, _, desc = item.partition("=")
         inherited[desc] = int(fd)
-    access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
+    if args.access_log == "-":
+        access = sys.stdout
+    elif args.access_log == "off":
+        access = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the process' life
+    else:
+        access = open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
     logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
     reactor.addSystemEventTrigger("after", "shutdown", logging.flush)  # type: ignore[attr-defined]
     service = FrontEndService(
@@ -95,7 +104,7 @@ def _serve(args: Any) -> int:
         config_path=args.config,
         inherited=inherited,
         admin=args.worker_index == 0,
-        access=logging.access,
+        access=NO_ACCESS_LOG if args.access_log == "off" else logging.access,
     )
     exit_code: list[int] = []
 

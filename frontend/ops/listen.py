@@ -18,22 +18,52 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.application import strports
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
+    serverFromString,
 )
-from twisted.internet.interfaces import IOpenSSLContextFactory, IProtocolFactory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLContextFactory,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["Listener", "ReloadableTLS", "make_listener", "parse_endpoint"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "Listener",
+    "ListeningService",
+    "ReloadableTLS",
+    "make_listener",
+    "parse_endpoint",
+    "with_backlog",
+]
+
+#: The listen queue of a listener whose endpoint string sets no ``backlog``.
+#: Twisted's default (50) drops the SYNs of a burst of new connections (a
+#: balancer's failover, the morning logon peak); the kernel caps this at
+#: ``net.core.somaxconn`` (4096 on current kernels), as it does for nginx
+#: (511) and HAProxy (its maxconn).
+DEFAULT_BACKLOG = 4096
+_WITH_BACKLOG = ("tcp", "tcp6", "ssl", "unix")
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def with_backlog(desc: str) -> str:
+    """``desc`` with ``backlog=DEFAULT_BACKLOG`` unless it sets one (or takes none)."""
+    kind, _, kw = parse_endpoint(desc)
+    if kind in _WITH_BACKLOG and "backlog" not in kw:
+        return f"{desc}:backlog={DEFAULT_BACKLOG}"
+    return desc
 
 
 def parse_endpoint(desc: str) -> tuple[str, list[str], dict[str, str]]:
@@ -98,6 +128,45 @@ class Listener:
     tls: ReloadableTLS | None = None
 
 
+class ListeningService(Service):
+    """Listens on an endpoint while running; a listen that fails at once (a
+    port in use) raises from :meth:`startService`, so start-up fails loudly.
+
+    (Twisted's ``StreamServerEndpointService`` does this only through a
+    private attribute.)
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self._port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        failed: list[Failure] = []
+        self._listening = self.endpoint.listen(self.factory)
+        self._listening.addCallbacks(self._listened, failed.append)
+        if failed:
+            self._listening = None
+            super().stopService()
+            failed[0].raiseException()
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self._port = port
+        return port
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        port, self._port = self._port, None
+        listening, self._listening = self._listening, None
+        if port is not None:
+            return maybeDeferred(port.stopListening)
+        if listening is not None:
+            listening.cancel()
+        return succeed(None)
+
+
 def make_listener(
     desc: str, factory: IProtocolFactory, reactor: Any, fd: int | None = None
 ) -> Listener:
@@ -107,30 +176,28 @@ def make_listener(
     instead of a new one.
     """
     kind, args, kw = parse_endpoint(desc)
-    endpoint: Any
+    endpoint: IStreamServerEndpoint
     if fd is not None:
         probe = socket.socket(fileno=fd)
         family = probe.family
         probe.detach()
         endpoint = AdoptedStreamServerEndpoint(reactor, fd, family)
         if kind != "ssl":
-            service = StreamServerEndpointService(endpoint, factory)
-            service._raiseSynchronously = True
-            return Listener(desc, service)
+            return Listener(desc, ListeningService(endpoint, factory))
     elif kind != "ssl":
-        return Listener(desc, strports.service(desc, factory, reactor=reactor))
+        endpoint = serverFromString(reactor, with_backlog(desc))
+        return Listener(desc, ListeningService(endpoint, factory))
     else:
         interface = kw.get("interface", "")
         endpoint_type = TCP6ServerEndpoint if ":" in interface else TCP4ServerEndpoint
         endpoint = endpoint_type(
             reactor,
             int(args[0] if args else kw["port"]),
-            backlog=int(kw.get("backlog", 50)),
+            backlog=int(kw.get("backlog", DEFAULT_BACKLOG)),
             interface=interface or ("::" if endpoint_type is TCP6ServerEndpoint else ""),
         )
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )
-    service = StreamServerEndpointService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
-    service._raiseSynchronously = True  # as strports.service does: fail start-up loudly
+    service = ListeningService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
     return Listener(desc, service, tls)

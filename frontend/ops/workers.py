@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from frontend.config import Config
-from frontend.ops.listen import parse_endpoint
+from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
 
 __all__ = ["RELAYED", "open_sockets", "run_master"]
 
@@ -49,7 +49,7 @@ def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((interface, int(args[0] if args else kw["port"])))
-        s.listen(int(kw.get("backlog", 50)))
+        s.listen(int(kw.get("backlog", DEFAULT_BACKLOG)))
         s.set_inheritable(True)
         sockets[desc] = s
     return sockets

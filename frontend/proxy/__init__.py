@@ -6,7 +6,7 @@ Imports :mod:`frontend.wire`, :mod:`frontend.routing`,
 """
 
 from frontend.proxy.forward import CONNECT_FAILURES
-from frontend.proxy.handler import FrontEnd, _drive
+from frontend.proxy.handler import NO_ACCESS_LOG, FrontEnd, _drive
 from frontend.proxy.runtime import Runtime
 
-__all__ = ["CONNECT_FAILURES", "FrontEnd", "Runtime", "_drive"]
+__all__ = ["CONNECT_FAILURES", "NO_ACCESS_LOG", "FrontEnd", "Runtime", "_drive"]

@@ -28,7 +28,12 @@ from frontend.wire.incoming import IncomingRequest
 from frontend.wire.interfaces import Exchange
 from frontend.wire.relay import ResponseRelay
 
-__all__ = ["FrontEnd"]
+__all__ = ["NO_ACCESS_LOG", "FrontEnd"]
+
+
+def NO_ACCESS_LOG(event: dict[str, Any]) -> None:  # noqa: N802 - a constant
+    """The access log switched off: no event is even built."""
+
 
 log = Logger()
 
@@ -223,6 +228,8 @@ class FrontEnd:
         if backend is not None:
             self.seen[backend] = (request.code, now)
         self._metrics.request_finished(info["vdir"], request.code, backend, now - started)
+        if self._access is NO_ACCESS_LOG:
+            return
         self._access(
             access_event(
                 client=request.peer,

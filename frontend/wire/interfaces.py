@@ -94,8 +94,9 @@ class Exchange(Protocol):
 
     ``headers`` are as received, framing headers included; ``end_to_end``
     those that go on to the client; ``length`` is the body's length (0
-    without a body), None when it is chunked or ends with the connection.  ``body_sent`` says whether any byte of the request body
-    went to the back end.
+    without a body), None when it is chunked or ends with the connection.
+    ``body_sent`` says whether any byte of the request body went to the back
+    end.
     """
 
     code: int

@@ -1,0 +1,78 @@
+"""write_now: the one function that uses Twisted's private names.
+
+These tests fail if a Twisted release renames or changes what it reads, so
+that an upgrade cannot silently reorder or slow the writes.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import Factory, Protocol
+
+from frontend.wire.transport import fast_path_available, write_now
+
+
+class _Keep(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.made.callback(self)  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_now_writes_straight_to_the_socket_in_order() -> None:
+    """On a real TCP connection, bytes go out without the reactor's write
+    buffer when nothing is queued, and after what is queued otherwise (the
+    private names write_now reads are still Twisted's: a release that renames
+    them fails here)."""
+    made: defer.Deferred[Protocol] = defer.Deferred()
+    factory = Factory.forProtocol(_Keep)
+    factory.made = made  # type: ignore[attr-defined]
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        server = await made
+        transport = server.transport
+        assert fast_path_available(transport)
+        assert transport.dataBuffer == b"" and transport._tempDataBuffer == []  # type: ignore[attr-defined]
+        write_now(transport, b"first ")
+        assert transport.dataBuffer == b"" and not transport._tempDataBuffer  # type: ignore[attr-defined]
+        assert transport not in reactor.getWriters()  # type: ignore[attr-defined]
+        transport.write(b"queued ")  # waits for the reactor
+        write_now(transport, b"after")  # must not overtake it
+        assert transport._tempDataBuffer  # type: ignore[attr-defined]
+        client.settimeout(5)
+        got = b""
+        while len(got) < len(b"first queued after"):
+            d: defer.Deferred[None] = defer.Deferred()
+            reactor.callLater(0.01, d.callback, None)  # type: ignore[attr-defined]
+            await d
+            try:
+                got += client.recv(100, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+        assert got == b"first queued after"
+    finally:
+        client.close()
+        await port.stopListening()
+
+
+def test_anything_but_plain_tcp_goes_through_transport_write() -> None:
+    """A test transport (or TLS) is written with transport.write."""
+    from twisted.internet.testing import StringTransport
+
+    transport = StringTransport()
+    assert not fast_path_available(transport)
+    write_now(transport, b"abc")
+    assert transport.value() == b"abc"
+
+
+@pytest.mark.parametrize("desc", ["tcp:0", "tcp:0:interface=127.0.0.1"])
+def test_listeners_get_a_deep_backlog_unless_told(desc: str) -> None:
+    """Endpoint strings without backlog= get DEFAULT_BACKLOG; one that sets it keeps it."""
+    from frontend.ops.listen import DEFAULT_BACKLOG, with_backlog
+
+    assert with_backlog(desc) == f"{desc}:backlog={DEFAULT_BACKLOG}"
+    assert with_backlog(f"{desc}:backlog=7") == f"{desc}:backlog=7"
