@@ -13,23 +13,23 @@ from twisted.internet import error as ierror
 from twisted.python.failure import Failure
 
 __all__ = [
-    "ProxyError",
-    "BadRequest",
     "AuthenticationRequired",
-    "Forbidden",
-    "NotFound",
-    "BadGateway",
-    "BackendRefused",
     "BackendFailed",
+    "BackendRefused",
+    "BadGateway",
+    "BadRequest",
+    "ConfigError",
+    "ConnectTimeout",
+    "DirectoryUnavailable",
+    "ErrorAnswer",
+    "Forbidden",
+    "GatewayTimeout",
+    "NoServerAvailable",
+    "NotFound",
+    "ProxyError",
     "ReferralLoop",
     "ServiceUnavailable",
-    "DirectoryUnavailable",
-    "NoServerAvailable",
-    "GatewayTimeout",
-    "ConnectTimeout",
-    "ConfigError",
     "status_for",
-    "ErrorAnswer",
 ]
 
 
@@ -126,7 +126,7 @@ class ConfigError(Exception):
 class ErrorAnswer:
     """What the client gets for a failure: status and one-line reason."""
 
-    __slots__ = ("status", "reason", "log_detail")
+    __slots__ = ("log_detail", "reason", "status")
 
     def __init__(self, status: int, reason: str, log_detail: str) -> None:
         self.status = status

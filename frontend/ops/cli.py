@@ -7,12 +7,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from frontend.ops.configfile import load_or_report
 
 if TYPE_CHECKING:
-    pass
+    from frontend.ops.reactor import IServeReactor
+    from frontend.ops.service import FrontEndService
 
 __all__ = ["main"]
 
@@ -69,11 +71,12 @@ def _check(path: str) -> int:
     return 0
 
 
-def _serve(args: Any) -> int:
-    from twisted.internet import reactor
-
+def _serve(args: argparse.Namespace) -> int:
     from frontend.ops.logs import start_logging
+    from frontend.ops.reactor import global_reactor
     from frontend.ops.service import FrontEndService
+
+    reactor = global_reactor()
 
     config = load_or_report(args.config)
     if config is None:
@@ -86,9 +89,14 @@ def _serve(args: Any) -> int:
     for item in args.inherit:
         fd, _, desc = item.partition("=")
         inherited[desc] = int(fd)
-    access = sys.stdout if args.access_log == "-" else open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
+    access = (
+        sys.stdout
+        if args.access_log == "-"
+        # Open for the process' life: no context manager to close it.
+        else Path(args.access_log).open("a", encoding="utf-8")  # noqa: SIM115
+    )
     logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
-    reactor.addSystemEventTrigger("after", "shutdown", logging.flush)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("after", "shutdown", logging.flush)
     service = FrontEndService(
         config,
         reactor,
@@ -99,16 +107,16 @@ def _serve(args: Any) -> int:
     )
     exit_code: list[int] = []
 
-    def on_hup(signum: int, frame: Any) -> None:
-        reactor.callFromThread(service.reload, args.config)  # type: ignore[attr-defined]
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reactor.callFromThread(service.reload, args.config)
 
     signal.signal(signal.SIGHUP, on_hup)
-    reactor.callWhenRunning(_start, service, reactor, exit_code)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(_start, service, reactor, exit_code)
+    reactor.run()
     return exit_code[0] if exit_code else 0
 
 
-def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
+def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
     from twisted.logger import Logger
 
     log = Logger()

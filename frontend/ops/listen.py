@@ -15,7 +15,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 from twisted.application import strports
@@ -27,9 +27,16 @@ from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
 )
-from twisted.internet.interfaces import IOpenSSLContextFactory, IProtocolFactory
+from twisted.internet.interfaces import (
+    IOpenSSLContextFactory,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = ["Listener", "ReloadableTLS", "make_listener", "parse_endpoint"]
 
@@ -99,7 +106,7 @@ class Listener:
 
 
 def make_listener(
-    desc: str, factory: IProtocolFactory, reactor: Any, fd: int | None = None
+    desc: str, factory: IProtocolFactory, reactor: IServeReactor, fd: int | None = None
 ) -> Listener:
     """A listening service for ``desc`` serving ``factory``.
 
@@ -107,7 +114,7 @@ def make_listener(
     instead of a new one.
     """
     kind, args, kw = parse_endpoint(desc)
-    endpoint: Any
+    endpoint: IStreamServerEndpoint
     if fd is not None:
         probe = socket.socket(fileno=fd)
         family = probe.family
@@ -131,6 +138,8 @@ def make_listener(
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )
-    service = StreamServerEndpointService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
+    service = StreamServerEndpointService(
+        endpoint, TLSMemoryBIOFactory(tls, isClient=False, wrappedFactory=factory)
+    )
     service._raiseSynchronously = True  # as strports.service does: fail start-up loudly
     return Listener(desc, service, tls)
