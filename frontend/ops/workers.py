@@ -125,7 +125,10 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
                 spawn(i)
                 alive = True
-            elif code != 0:
+            elif code != 0 and -code not in stopping:
+                # A worker still starting when the stop came dies of the relayed
+                # signal itself (its handlers are not installed yet): that is
+                # the stop asked for, not a failure.
                 status = 1
         if not alive:
             return status
