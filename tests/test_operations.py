@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import ldap3
 from twisted.internet import defer
@@ -21,6 +21,7 @@ from twisted.internet.testing import MemoryReactorClock
 from frontend.config import load_config
 from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import DirectoryUnavailable
+from frontend.ops.reactor import IServeReactor, global_reactor
 from frontend.ops.service import FrontEndService
 from frontend.routing.hashing import POLICIES
 from tests.fakes import MAILBOX_CONFIG
@@ -29,9 +30,6 @@ from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, Slapd
 from tests.test_end_to_end import fe_config, get
-
-if TYPE_CHECKING:
-    from frontend.ops.reactor import IServeReactor
 
 # -- in memory ---------------------------------------------------------------
 
@@ -270,6 +268,17 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Slapd, tmp_path: Path) -> N
         assert get(port, "/exchange/", "nobody", "x")[0] == 401
         serve.stop()
         assert "serving on" not in serve.errors()
+
+
+def test_the_real_reactor_provides_what_feproxy_serve_asks_for() -> None:
+    """IServeReactor (the type the commands give their reactor) names only
+    interfaces the default reactor provides."""
+    reactor = global_reactor()
+    twisted_interfaces = [
+        i for i in IServeReactor.__iro__ if not i.__module__.startswith("frontend")
+    ]
+    assert len(twisted_interfaces) > 5
+    assert [i.__name__ for i in twisted_interfaces if not i.providedBy(reactor)] == []
 
 
 def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path) -> None:
