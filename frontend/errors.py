@@ -13,31 +13,31 @@ from twisted.internet import error as ierror
 from twisted.python.failure import Failure
 
 __all__ = [
-    "ProxyError",
-    "BadRequest",
-    "RequestTimeout",
-    "PayloadTooLarge",
-    "URITooLong",
-    "ExpectationFailed",
-    "HeadersTooLarge",
-    "VersionNotSupported",
-    "TooManyConnections",
     "AnswerTimeout",
     "AuthenticationRequired",
-    "Forbidden",
-    "NotFound",
-    "BadGateway",
-    "BackendRefused",
     "BackendFailed",
-    "ReferralLoop",
-    "ServiceUnavailable",
-    "DirectoryUnavailable",
-    "NoServerAvailable",
-    "GatewayTimeout",
-    "ConnectTimeout",
+    "BackendRefused",
+    "BadGateway",
+    "BadRequest",
     "ConfigError",
-    "status_for",
+    "ConnectTimeout",
+    "DirectoryUnavailable",
     "ErrorAnswer",
+    "ExpectationFailed",
+    "Forbidden",
+    "GatewayTimeout",
+    "HeadersTooLarge",
+    "NoServerAvailable",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProxyError",
+    "ReferralLoop",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "TooManyConnections",
+    "URITooLong",
+    "VersionNotSupported",
+    "status_for",
 ]
 
 
@@ -175,7 +175,7 @@ class ConfigError(Exception):
 class ErrorAnswer:
     """What the client gets for a failure: status and one-line reason."""
 
-    __slots__ = ("status", "reason", "log_detail")
+    __slots__ = ("log_detail", "reason", "status")
 
     def __init__(self, status: int, reason: str, log_detail: str) -> None:
         self.status = status

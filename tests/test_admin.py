@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.web.iweb import IResponse
 
 from frontend.ops.admin import admin_resource, format_span, render_status_html
 from frontend.ops.metrics import Metrics
@@ -65,15 +66,17 @@ def _fetch(
     got: list[Any] = []
     treq.request(method, "http://admin" + path, headers=headers).addBoth(got.append)
     treq.flush()
-    assert got and not isinstance(got[0], Failure), got
+    assert got, "no response"
+    assert not isinstance(got[0], Failure), got
     body: list[Any] = []
     treq.content(got[0]).addBoth(body.append)
     treq.flush()
-    assert body and isinstance(body[0], bytes), body
+    assert body, "no body"
+    assert isinstance(body[0], bytes), body
     return got[0], body[0]
 
 
-def _header(response: Any, name: str) -> str | None:
+def _header(response: IResponse, name: str) -> str | None:
     values = response.headers.getRawHeaders(name.encode())
     return values[0].decode() if values else None
 
@@ -127,10 +130,12 @@ def test_status_page_shows_backends_marks_caches_and_config(path: str) -> None:
     assert response.code == 200
     assert _header(response, "content-type") == "text/html; charset=utf-8"
     page = body.decode()
-    assert "0.1.0" in page and "fe1.example.com" in page
+    assert "0.1.0" in page
+    assert "fe1.example.com" in page
     assert "/etc/feproxy/feproxy.toml" in page
     assert "11:52:45 UTC (2m 5s ago)" in page  # config loaded_at
-    assert "ex1.example.com" in page and "127.0.0.2" in page
+    assert "ex1.example.com" in page
+    assert "127.0.0.2" in page
     assert "unavailable until 12:03:10 UTC (in 8m 20s)" in page
     assert "Back ends (1 unavailable)" in page
     assert "<td>user</td><td>3</td><td>10</td><td>3</td><td>76.9%</td>" in page
@@ -141,7 +146,8 @@ def test_status_page_lists_marked_servers_missing_from_backends() -> None:
     """A mark on a server not in the back-end list still shows, with its expiry."""
     status = {"now": NOW, "marks": {"EX9.example.com": NOW + 60, "ex8.example.com": NOW - 1}}
     page = render_status_html(status, 0.0)
-    assert "ex9.example.com" in page and "unavailable until 11:55:50 UTC (in 1m)" in page
+    assert "ex9.example.com" in page
+    assert "unavailable until 11:55:50 UTC (in 1m)" in page
     assert "ex8.example.com" not in page  # expired
 
 
@@ -170,7 +176,9 @@ def test_status_page_forbids_scripts_by_content_security_policy() -> None:
     """The HTML page carries a CSP without script sources, and pages are not cached."""
     response, _ = _fetch("GET", "/status.html")
     csp = _header(response, "content-security-policy")
-    assert csp is not None and "default-src 'none'" in csp and "script" not in csp
+    assert csp is not None
+    assert "default-src 'none'" in csp
+    assert "script" not in csp
     assert _header(response, "cache-control") == "no-store"
     assert _header(response, "x-content-type-options") == "nosniff"
 
@@ -243,7 +251,8 @@ def test_head_answers_headers_without_a_body(path: str) -> None:
 def test_query_strings_do_not_change_the_page() -> None:
     """/status.json?x=1 is /status.json."""
     response, body = _fetch("GET", "/status.json?refresh=1")
-    assert response.code == 200 and json.loads(body)["name"] == "fe1.example.com"
+    assert response.code == 200
+    assert json.loads(body)["name"] == "fe1.example.com"
 
 
 def _spans() -> Iterator[tuple[float, str]]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import error as ierror
 
-from tests.fakes import FakeBackends, FakeResponse, front_end
+from tests.fakes import FakeBackends, FakeResponse, Sent, front_end
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
+from tests.support.slapd import Slapd
 from tests.test_end_to_end import fe_config, get
+from tests.test_mailbox_memory import basic
 from tests.test_public_memory import farm_like, public_fe
 
 
@@ -26,9 +28,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_requests_referrals_and_marks_are_counted_in_memory() -> None:
     """The resource reports each request by vdir/status/back end, referrals and marks."""
-    from twisted.internet import error as ierror
 
-    def answer(s: Any) -> Any:
+    def answer(s: Sent) -> FakeResponse | BaseException:
         return ierror.ConnectionRefusedError() if s.server == "ex2.example.com" else farm_like(s)
 
     fe, _ = public_fe(answer, users=40)
@@ -49,14 +50,12 @@ def test_requests_referrals_and_marks_are_counted_in_memory() -> None:
 
 
 def _basic(user: str) -> dict[str, str]:
-    from tests.test_mailbox_memory import basic
-
     return basic(user, "pw")
 
 
 def test_unrouted_request_is_counted_without_a_vdir() -> None:
     """A 404 outside every virtual directory is counted under vdir "-"."""
-    fe = front_end(FakeBackends(lambda s: FakeResponse()))
+    fe = front_end(FakeBackends(lambda _s: FakeResponse()))
     fe.request("GET", "http://fe/nowhere")
     got = samples(fe.runtime_metrics.render().decode())
     assert (
@@ -65,7 +64,7 @@ def test_unrouted_request_is_counted_without_a_vdir() -> None:
 
 
 def test_admin_listener_serves_metrics_and_status_of_live_traffic(
-    farm: Farm, clean_farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, clean_farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """After real requests, /metrics counts them and the LDAP queries behind them,
     and /status lists the back ends with the mark of an unreachable one."""
@@ -100,4 +99,5 @@ def test_admin_listener_serves_metrics_and_status_of_live_traffic(
             assert by_name["ex3.example.com"]["unavailable_until"] > status["now"]
         with urllib.request.urlopen(base + "/", timeout=10) as r:
             page = r.read().decode()
-        assert "ex1.example.com" in page and "<html" in page.lower()
+        assert "ex1.example.com" in page
+        assert "<html" in page.lower()

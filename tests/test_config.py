@@ -16,8 +16,10 @@ from tests.fakes import BASE_CONFIG
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _with(**changes: Any) -> dict[str, Any]:
-    data = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in BASE_CONFIG.items()}
+def _with(**changes: object) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in BASE_CONFIG.items()
+    }
     for dotted, value in changes.items():
         section, _, key = dotted.partition("__")
         if key:
@@ -72,7 +74,9 @@ def test_invalid_values_name_their_key(changes: dict[str, Any], key: str) -> Non
 def test_defaults_fill_in_a_minimal_file() -> None:
     """A minimal file gets port 80 back ends, ten-minute caches and marks, rendezvous."""
     fe = parse_config(BASE_CONFIG).frontend
-    assert fe.backend_port == 80 and fe.cache_ttl == 600 and fe.unavailable_for == 600
+    assert fe.backend_port == 80
+    assert fe.cache_ttl == 600
+    assert fe.unavailable_for == 600
     assert fe.hash_policy == "rendezvous"
 
 
@@ -92,7 +96,7 @@ def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> N
         'authenticate = false\n[[vdirs]]\npath = "/x"\nkind = "static"\n'
         'servers = ["a"]\n'
     )
-    r = subprocess.run(
+    r = subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
         [sys.executable, "-m", "frontend", "check-config", str(bad)],
         capture_output=True,
         text=True,
@@ -102,7 +106,7 @@ def test_check_config_command_reports_key_and_exits_nonzero(tmp_path: Path) -> N
     assert "frontend.backend_port: expected int, got str" in r.stderr
     good = tmp_path / "good.toml"
     good.write_text(bad.read_text().replace('"eighty"', "8080"))
-    r = subprocess.run(
+    r = subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
         [sys.executable, "-m", "frontend", "check-config", str(good)],
         capture_output=True,
         text=True,
@@ -115,7 +119,7 @@ def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
     """`feproxy serve` with an invalid file exits non-zero before listening."""
     bad = tmp_path / "bad.toml"
     bad.write_text("[frontend\n")
-    r = subprocess.run(
+    r = subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
         [sys.executable, "-m", "frontend", "serve", "--config", str(bad)],
         capture_output=True,
         text=True,
@@ -125,7 +129,7 @@ def test_serve_refuses_bad_file_with_nonzero_exit(tmp_path: Path) -> None:
     assert "not valid TOML" in r.stderr
 
 
-def _directory(**extra: Any) -> dict[str, Any]:
+def _directory(**extra: object) -> dict[str, Any]:
     table = {
         "url": "ldap://127.0.0.1:389",
         "bind_dn": "cn=svc",
@@ -139,6 +143,7 @@ def _directory(**extra: Any) -> dict[str, Any]:
 def test_directory_attribute_names_can_be_overridden() -> None:
     """[directory.attributes] renames what the front end reads; unknown keys are refused."""
     config = parse_config(_directory(attributes={"sam_account_name": "uid"}))
+    assert config.directory is not None
     assert config.directory.attributes.sam_account_name == "uid"
     assert config.directory.attributes.proxy_addresses == "proxyAddresses"
     assert config.directory.config_dn == "dc=example,dc=com"

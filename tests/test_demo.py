@@ -50,7 +50,7 @@ def test_demo_serves_logons_referrals_and_admin_on_its_own(tmp_path: Path) -> No
         )
         assert get(fe_port, "/exchange/")[0] == 401
         assert get(fe_port, "/exchange/", "carol", "carol-pw")[0] == 403
-        status, headers, body = get(fe_port, "/apps/Archive/", "bob", "bob-pw")
+        status, headers, _body = get(fe_port, "/apps/Archive/", "bob", "bob-pw")
         assert (status, headers["x-backend-server"]) == (200, "ex3.example.com")
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
             assert b"feproxy_requests_total" in r.read()

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from frontend.directory.ldap import LdapDirectory, UserEntry
 from frontend.ops.demo_directory import DemoDirectory, start_demo_directory
+from frontend.ops.reactor import global_reactor
+
+reactor = global_reactor()
 
 LDIF = Path(__file__).resolve().parents[1] / "conf" / "directory.ldif"
 CONFIG = "cn=Configuration,dc=example,dc=com"

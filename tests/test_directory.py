@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import uuid
@@ -12,7 +13,6 @@ from typing import Any, cast
 import ldap3
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -28,7 +28,10 @@ from frontend.directory.ldap import (
     normalize_dn,
 )
 from frontend.errors import DirectoryUnavailable
+from frontend.ops.reactor import global_reactor
 from tests.support.slapd import BASE_DN, SERVICE_DN, SERVICE_PASSWORD, Slapd, free_port
+
+reactor = global_reactor()
 
 CONFIG = "cn=Configuration,dc=example,dc=com"
 SERVERS = f"cn=Servers,cn=Exchange,{CONFIG}"
@@ -284,9 +287,9 @@ async def test_empty_password_never_binds(
     binds: list[str] = []
     original = ldap3.Connection.bind
 
-    def recording_bind(self: ldap3.Connection, *args: Any, **kwargs: Any) -> Any:
+    def recording_bind(self: ldap3.Connection, read_server_info: bool = True) -> bool:  # noqa: FBT001, FBT002 - ldap3's signature
         binds.append(str(self.user))
-        return original(self, *args, **kwargs)
+        return bool(original(self, read_server_info))
 
     monkeypatch.setattr(ldap3.Connection, "bind", recording_bind)
     assert await down_directory.check_password(ALICE, "") is False
@@ -420,7 +423,7 @@ async def test_directory_down_raises_directory_unavailable(
         lambda: down_directory.server_of_store(MB1),
         lambda: down_directory.public_server_for_mailbox_store(MB1),
         lambda: down_directory.tree_replicas("Apps"),
-        lambda: down_directory.default_tree_replicas(),
+        down_directory.default_tree_replicas,
     ]
     for lookup in lookups:
         with pytest.raises(DirectoryUnavailable) as caught:
@@ -506,7 +509,12 @@ async def test_ldap_work_runs_off_the_reactor_thread(
     for name in ("search", "bind"):
         original = getattr(ldap3.Connection, name)
 
-        def wrapper(self: Any, *args: Any, __original: Any = original, **kw: Any) -> Any:
+        def wrapper(
+            self: ldap3.Connection,
+            *args: object,
+            __original: Callable[..., object] = original,
+            **kw: object,
+        ) -> object:
             threads.append(threading.current_thread())
             return __original(self, *args, **kw)
 
@@ -551,11 +559,11 @@ async def test_injected_thread_pool_is_used_and_left_running(slapd: Slapd) -> No
         client = LdapDirectory(slapd.settings(), reactor, threadpool=pool)
         original = client._search_user
 
-        def recording(*args: Any) -> Any:
+        def recording(conn: ldap3.Connection, value_filter: str) -> UserEntry | None:
             threads.append(threading.current_thread().name)
-            return original(*args)
+            return original(conn, value_filter)
 
-        client._search_user = recording  # type: ignore[assignment]
+        client._search_user = recording  # type: ignore[method-assign]
         client.startService()
         assert client.running
         assert (await found(client.find_user("alice"))).login == "alice"
@@ -570,6 +578,6 @@ def test_missing_slapd_fails_with_install_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without slapd the harness says to run scripts/install-slapd."""
-    monkeypatch.setattr(slapd_support.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)  # as tests.support.slapd sees it
     with pytest.raises(slapd_support.SlapdNotFound, match="scripts/install-slapd"):
         slapd_support.Slapd(tmp_path)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from frontend.loadtest import add_parser, main, run
 from frontend.loadtest import stack as stack_module
+from frontend.loadtest.ldif import directory_ldif, generate_users
 from frontend.loadtest.offline import OfflinePlan, simulate, synthetic_tokens
 from frontend.loadtest.report import Movement
 from frontend.loadtest.scenario import plan_change, server_names
@@ -33,6 +34,7 @@ from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm
 from tests.support.farm import free_port as farm_free_port
 from tests.support.serve import ServeProcess
+from tests.support.slapd import Slapd
 
 REPO = Path(__file__).resolve().parents[1]
 #: Deterministic property tests (the same examples everywhere); a loaded CI
@@ -107,7 +109,8 @@ def test_chi_square_evenness_of_counts() -> None:
     assert chi_square_evenness([5]) == (0.0, 0, 1.0)
     assert chi_square_evenness([0, 0]) == (0.0, 0, 1.0)
     statistic, dof, p = chi_square_evenness([30, 10])
-    assert (statistic, dof) == (10.0, 1) and p == pytest.approx(0.0015654, abs=1e-6)
+    assert (statistic, dof) == (10.0, 1)
+    assert p == pytest.approx(0.0015654, abs=1e-6)
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -124,7 +127,9 @@ def test_synthetic_tokens_are_seeded_16_byte_values_whatever_the_batch() -> None
     """The same seed gives the same 16-byte tokens in any batch size."""
     one = [t for batch in synthetic_tokens(1000, seed=7, batch=1000) for t in batch]
     many = [t for batch in synthetic_tokens(1000, seed=7, batch=64) for t in batch]
-    assert one == many and len(set(one)) == 1000 and {len(t) for t in one} == {16}
+    assert one == many
+    assert len(set(one)) == 1000
+    assert {len(t) for t in one} == {16}
     assert one != [t for batch in synthetic_tokens(1000, seed=8) for t in batch]
 
 
@@ -132,31 +137,41 @@ def test_synthetic_tokens_are_seeded_16_byte_values_whatever_the_batch() -> None
 def test_offline_spread_is_even_within_tolerance(policy: str) -> None:
     """100,000 users over 5 replicas: every share within 2% of the mean, chi-square fine."""
     result = simulate(OfflinePlan(100_000, 5, policy))
-    assert result.before.users == 100_000 and len(result.before.servers) == 5
+    assert result.before.users == 100_000
+    assert len(result.before.servers) == 5
     assert result.before.max_over_mean < 1.02
     assert all(0.98 < row.vs_mean < 1.02 for row in result.before.servers)
-    assert result.before.p_value > 0.001 and result.after is None and result.movement is None
+    assert result.before.p_value > 0.001
+    assert result.after is None
+    assert result.movement is None
 
 
 def test_offline_rendezvous_add_moves_one_in_n_plus_one_all_to_the_new_server() -> None:
     """Adding a sixth replica moves ~1/6 of the users, every one of them to it."""
     m = simulate(OfflinePlan(60_000, 5, "rendezvous", "add")).movement
-    assert m is not None and m.server == "pf06.example.com"
-    assert m.moved_fraction == pytest.approx(1 / 6, abs=0.01) and m.ideal_fraction == 1 / 6
-    assert m.unnecessary == 0 and m.moved_to["pf06.example.com"] == m.moved
-    assert m.spread_over == "moved_from" and m.spread_p_value > 0.001
+    assert m is not None
+    assert m.server == "pf06.example.com"
+    assert m.moved_fraction == pytest.approx(1 / 6, abs=0.01)
+    assert m.ideal_fraction == 1 / 6
+    assert m.unnecessary == 0
+    assert m.moved_to["pf06.example.com"] == m.moved
+    assert m.spread_over == "moved_from"
+    assert m.spread_p_value > 0.001
 
 
 def test_offline_rendezvous_remove_moves_only_the_removed_servers_users_evenly() -> None:
     """Removing one of 5 replicas moves ~1/5, only its users, evenly over the 4 others."""
     result = simulate(OfflinePlan(60_000, 5, "rendezvous", "remove"))
     m = result.movement
-    assert m is not None and m.server == "pf05.example.com"
-    assert m.moved_fraction == pytest.approx(0.2, abs=0.01) and m.unnecessary == 0
+    assert m is not None
+    assert m.server == "pf05.example.com"
+    assert m.moved_fraction == pytest.approx(0.2, abs=0.01)
+    assert m.unnecessary == 0
     assert m.moved_from["pf05.example.com"] == m.moved
     received = [m.moved_to[name] for name in server_names(4)]
     assert all(abs(n / (m.moved / 4) - 1) < 0.1 for n in received)
-    assert result.after is not None and len(result.after.servers) == 4
+    assert result.after is not None
+    assert len(result.after.servers) == 4
 
 
 def test_offline_exchange_moves_far_more_than_rendezvous() -> None:
@@ -164,9 +179,12 @@ def test_offline_exchange_moves_far_more_than_rendezvous() -> None:
     for change in ("add", "remove"):
         exchange = simulate(OfflinePlan(30_000, 5, "exchange", change)).movement
         rendezvous = simulate(OfflinePlan(30_000, 5, "rendezvous", change)).movement
-        assert exchange is not None and rendezvous is not None
-        assert exchange.moved_fraction > 0.45 > 0.25 > rendezvous.moved_fraction
-        assert exchange.unnecessary > 0.2 * exchange.users and rendezvous.unnecessary == 0
+        assert exchange is not None
+        assert rendezvous is not None
+        assert exchange.moved_fraction > 0.45
+        assert rendezvous.moved_fraction < 0.25
+        assert exchange.unnecessary > 0.2 * exchange.users
+        assert rendezvous.unnecessary == 0
 
 
 @pytest.mark.parametrize("policy", ["rendezvous", "exchange"])
@@ -176,10 +194,14 @@ def test_offline_fail_moves_exactly_the_failed_servers_users_and_spreads_them(
     """A failure moves exactly the failed server's users, spread evenly over the others."""
     result = simulate(OfflinePlan(50_000, 5, policy, "fail"))
     m = result.movement
-    assert m is not None and m.server == "pf05.example.com"
+    assert m is not None
+    assert m.server == "pf05.example.com"
     failed_users = next(r.users for r in result.before.servers if r.server == m.server)
-    assert m.moved == failed_users and m.moved_fraction == m.ideal_fraction
-    assert m.unnecessary == 0 and m.spread_over == "moved_to" and m.spread_p_value > 0.001
+    assert m.moved == failed_users
+    assert m.moved_fraction == m.ideal_fraction
+    assert m.unnecessary == 0
+    assert m.spread_over == "moved_to"
+    assert m.spread_p_value > 0.001
     assert result.after is not None
     assert {r.server for r in result.after.servers} == set(server_names(4))
 
@@ -190,7 +212,8 @@ def test_movement_from_pairs_separates_caused_and_unnecessary_moves() -> None:
     pairs = Counter({("a", "a"): 50, ("b", "b"): 30, ("a", "c"): 10, ("b", "c"): 5, ("a", "b"): 5})
     m = Movement.from_pairs(change, pairs)
     assert (m.users, m.moved, m.caused, m.unnecessary) == (100, 20, 15, 5)
-    assert m.moved_from == {"a": 15, "b": 5} and m.moved_to == {"a": 0, "b": 5, "c": 15}
+    assert m.moved_from == {"a": 15, "b": 5}
+    assert m.moved_to == {"a": 0, "b": 5, "c": 15}
     assert m.ideal_fraction == pytest.approx(1 / 3)
 
 
@@ -259,7 +282,8 @@ def test_offline_json_has_stable_keys(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["offline", "--users", "3000", "--policy", "both", "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     _check_keys(report)
-    assert report["version"] == 1 and report["mode"] == "offline"
+    assert report["version"] == 1
+    assert report["mode"] == "offline"
     assert [r["policy"] for r in report["runs"]] == ["rendezvous", "exchange"]
     assert all(r["after"] is None and r["movement"] is None for r in report["runs"])
     assert all(r["traffic"] is None for r in report["runs"])
@@ -278,8 +302,10 @@ def test_offline_table_shows_policies_side_by_side(capsys: pytest.CaptureFixture
     """--policy both prints one column group per policy and a movement comparison."""
     assert main(["offline", "--users", "3000", "--policy", "both", "--change", "fail"]) == 0
     out = capsys.readouterr().out
-    assert "rendezvous users" in out and "exchange users" in out
-    assert "pf04.example.com failed" in out and "unnecessary moves" in out
+    assert "rendezvous users" in out
+    assert "exchange users" in out
+    assert "pf04.example.com failed" in out
+    assert "unnecessary moves" in out
 
 
 @pytest.mark.parametrize(
@@ -301,7 +327,8 @@ def test_cli_refuses_bad_arguments_with_status_2(
     """argparse refuses malformed or out-of-range values with exit status 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
 
 
 def test_cli_refuses_inconsistent_live_options_with_status_2(
@@ -335,7 +362,8 @@ def test_add_parser_and_run_serve_as_feproxy_subcommand(
     parser = argparse.ArgumentParser(prog="feproxy")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["loadtest", "offline", "--users", "500", "--json", "--quiet"])
-    assert args.command == "loadtest" and run(args) == 0
+    assert args.command == "loadtest"
+    assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["parameters"]["users"] == 500
 
 
@@ -346,7 +374,8 @@ def test_plot_writes_a_png_of_before_and_after(
     png = tmp_path / "spread.png"
     argv = ["offline", "--users", "4000", "--policy", "both", "--change", "add", "--quiet"]
     assert main([*argv, "--plot", str(png)]) == 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
     assert f"plot: {png}" in capsys.readouterr().out
 
 
@@ -358,15 +387,14 @@ def test_plot_without_matplotlib_names_the_extra_before_running(
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     assert main(["offline", "--users", "10", "--plot", str(tmp_path / "x.png")]) == 1
     captured = capsys.readouterr()
-    assert "pip install 'feproxy[plot]'" in captured.err and captured.out == ""
+    assert "pip install 'feproxy[plot]'" in captured.err
+    assert captured.out == ""
 
 
 def test_missing_slapd_falls_back_to_ldaptor_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without slapd the live stack serves the generated LDIF with ldaptor, and says so."""
-    from frontend.loadtest.ldif import directory_ldif, generate_users
-
     monkeypatch.setattr(stack_module, "find_slapd", lambda: False)
     ldif = tmp_path / "d.ldif"
     ldif.write_text(directory_ldif(generate_users(3, 1), server_names(2)))
@@ -374,8 +402,10 @@ def test_missing_slapd_falls_back_to_ldaptor_with_a_warning(
     plan = stack_module.StackPlan(users=3, replicas=2)
     directory = stack_module._start_directory(plan, ldif, tmp_path, warnings.append)
     try:
-        assert directory.kind == "ldaptor" and directory.url.startswith("ldap://127.0.0.1:")
-        assert len(warnings) == 1 and "slapd not found" in warnings[0]
+        assert directory.kind == "ldaptor"
+        assert directory.url.startswith("ldap://127.0.0.1:")
+        assert len(warnings) == 1
+        assert "slapd not found" in warnings[0]
     finally:
         directory.stop()
 
@@ -403,7 +433,8 @@ def _assert_clean_traffic(report: dict[str, Any], requests: int) -> dict[str, An
     _check_keys(report)
     (one,) = report["runs"]
     traffic = one["traffic"]
-    assert traffic["requests"] == requests and traffic["failed"] == 0
+    assert traffic["requests"] == requests
+    assert traffic["failed"] == 0
     assert traffic["stickiness_violations"] == {"before": 0, "after": 0}
     assert traffic["prediction_mismatches"] == 0
     assert [r["after_change"] for r in traffic["rounds"]] == [False, True]
@@ -418,14 +449,17 @@ def test_live_fail_moves_exactly_the_failed_servers_users() -> None:
     status, report, stderr = _loadtest(
         "live", "--users", "150", "--requests-per-user", "2", "--replicas", "3", "--change", "fail"
     )
-    assert status == 0 and report is not None, stderr
+    assert status == 0, stderr
+    assert report is not None, stderr
     one = _assert_clean_traffic(report, 300)
     m = one["movement"]
-    assert m["server"] == "pf03.example.com" and m["unnecessary"] == 0
+    assert m["server"] == "pf03.example.com"
+    assert m["unnecessary"] == 0
     assert m["moved"] == next(
         r["users"] for r in one["before"]["servers"] if r["server"] == m["server"]
     )
-    assert m["moved_fraction"] == m["ideal_fraction"] and m["moved"] > 0
+    assert m["moved_fraction"] == m["ideal_fraction"]
+    assert m["moved"] > 0
     assert {r["server"] for r in one["after"]["servers"]} == {
         "pf01.example.com",
         "pf02.example.com",
@@ -438,12 +472,15 @@ def test_live_add_moves_about_one_in_n_plus_one_to_the_new_replica() -> None:
     status, report, stderr = _loadtest(
         "live", "--users", "150", "--requests-per-user", "2", "--replicas", "3", "--change", "add"
     )
-    assert status == 0 and report is not None, stderr
+    assert status == 0, stderr
+    assert report is not None, stderr
     one = _assert_clean_traffic(report, 300)
     m = one["movement"]
-    assert m["server"] == "pf04.example.com" and m["unnecessary"] == 0
+    assert m["server"] == "pf04.example.com"
+    assert m["unnecessary"] == 0
     assert m["moved_to"]["pf04.example.com"] == m["moved"]
-    assert abs(m["moved_fraction"] - 0.25) < 0.1 and m["ideal_fraction"] == 0.25
+    assert abs(m["moved_fraction"] - 0.25) < 0.1
+    assert m["ideal_fraction"] == 0.25
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -477,7 +514,8 @@ def test_live_interrupt_stops_every_child(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         access = workdir / "access.log"
         while not (access.exists() and access.stat().st_size > 0):
-            assert child.poll() is None and time.monotonic() < deadline
+            assert child.poll() is None
+            assert time.monotonic() < deadline
             time.sleep(0.05)
         assert _processes_mentioning(str(workdir))
         child.send_signal(signal.SIGINT)
@@ -486,13 +524,14 @@ def test_live_interrupt_stops_every_child(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == 130 and "interrupted" in stderr
+    assert child.returncode == 130
+    assert "interrupted" in stderr
     assert _processes_mentioning(str(workdir)) == []
 
 
 @pytest.mark.slow
 def test_live_target_mode_drives_a_running_front_end_and_lifts_its_fault(
-    farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """--target with --users-file and --control: a running front end, a failed replica
     that the users leave, and the fault lifted at the end."""
@@ -539,13 +578,17 @@ def test_live_target_mode_drives_a_running_front_end_and_lifts_its_fault(
             "fail",
         )
     try:
-        assert status == 0 and report is not None, stderr
+        assert status == 0, stderr
+        assert report is not None, stderr
         _check_keys(report)
         (one,) = report["runs"]
-        assert one["policy"] is None and report["parameters"]["replicas"] is None
-        assert one["traffic"]["failed"] == 0 and one["traffic"]["prediction_mismatches"] is None
+        assert one["policy"] is None
+        assert report["parameters"]["replicas"] is None
+        assert one["traffic"]["failed"] == 0
+        assert one["traffic"]["prediction_mismatches"] is None
         m = one["movement"]
-        assert m["unnecessary"] == 0 and m["moved_fraction"] == m["ideal_fraction"]
+        assert m["unnecessary"] == 0
+        assert m["moved_fraction"] == m["ideal_fraction"]
         assert all(s["fault"]["mode"] == "none" for s in farm.servers())
     finally:
         farm.reset()

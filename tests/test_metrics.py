@@ -78,7 +78,8 @@ def test_request_finished_counts_by_vdir_status_and_backend() -> None:
 
 def test_request_duration_histogram_has_buckets_from_1ms_to_60s() -> None:
     """Latency buckets span 1 ms..60 s, bounds are inclusive, and sum/count add up."""
-    assert DURATION_BUCKETS[0] == 0.001 and DURATION_BUCKETS[-1] == 60.0
+    assert DURATION_BUCKETS[0] == 0.001
+    assert DURATION_BUCKETS[-1] == 60.0
     assert list(DURATION_BUCKETS) == sorted(DURATION_BUCKETS)
     m = Metrics()
     for seconds in (0.0005, 0.001, 0.3, 61.0):
@@ -92,7 +93,8 @@ def test_request_duration_histogram_has_buckets_from_1ms_to_60s() -> None:
     assert _value(s, bucket, vdir="/public", le="+Inf") == 4
     assert _value(s, "feproxy_request_duration_seconds_count", vdir="/public") == 4
     total = _value(s, "feproxy_request_duration_seconds_sum", vdir="/public")
-    assert total is not None and abs(total - 61.3015) < 1e-9
+    assert total is not None
+    assert abs(total - 61.3015) < 1e-9
 
 
 def test_referral_followed_counts_by_vdir() -> None:
@@ -133,10 +135,10 @@ def test_servers_unavailable_gauge_counts_current_marks_at_scrape_time() -> None
 def test_ldap_query_counts_results_and_latency_by_operation() -> None:
     """ldap_queries_total has result ok/error; the latency histogram is per operation."""
     m = Metrics()
-    m.ldap_query("find_user", 0.004, True)
-    m.ldap_query("find_user", 0.006, True)
-    m.ldap_query("find_user", 5.0, False)
-    m.ldap_query("tree_replicas", 0.002, True)
+    m.ldap_query("find_user", 0.004, ok=True)
+    m.ldap_query("find_user", 0.006, ok=True)
+    m.ldap_query("find_user", 5.0, ok=False)
+    m.ldap_query("tree_replicas", 0.002, ok=True)
     s = _samples(m)
     q = "feproxy_ldap_queries_total"
     assert _value(s, q, operation="find_user", result="ok") == 2
@@ -183,10 +185,10 @@ def test_cache_collector_reads_real_cached_lookups() -> None:
     """A CachedLookup's hits, misses and size show up under its name."""
     clock = Clock()
 
-    def fetch(key: Any) -> defer.Deferred[str]:
+    def fetch(key: str) -> defer.Deferred[str]:
         return defer.succeed(f"value of {key}")
 
-    cache: CachedLookup[str] = CachedLookup(
+    cache: CachedLookup[str, str] = CachedLookup(
         "mailbox", fetch, clock, ttl=600, negative_ttl=60, maxsize=10
     )
     for key in ("a", "a", "b", "a"):

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import ldap3
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 
+from frontend.config import load_config
 from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import DirectoryUnavailable
+from frontend.ops.reactor import IServeReactor, global_reactor
+from frontend.ops.service import FrontEndService
 from frontend.routing.hashing import POLICIES
+from tests.fakes import MAILBOX_CONFIG
+from tests.support.configs import write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
-from tests.support.slapd import ROOT_DN, ROOT_PASSWORD
+from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, Slapd
 from tests.test_end_to_end import fe_config, get
 
 # -- in memory ---------------------------------------------------------------
@@ -64,14 +73,14 @@ def test_watcher_with_interval_zero_never_polls() -> None:
 # -- real processes ----------------------------------------------------------
 
 
-def start(farm: Farm, slapd: Any, tmp_path: Path, **frontend: Any) -> tuple[ServeProcess, int]:
+def start(farm: Farm, slapd: Slapd, tmp_path: Path, **frontend: object) -> tuple[ServeProcess, int]:
     port = free_port()
     config = fe_config(tmp_path / "fe.toml", port, farm, slapd, **frontend)
     return ServeProcess.start(config, ("127.0.0.1", port)), port
 
 
 def test_new_replica_in_directory_is_used_within_one_poll(
-    farm: Farm, clean_farm: Farm, slapd_factory: Any, tmp_path: Path
+    farm: Farm, clean_farm: Farm, slapd_factory: Callable[..., Slapd], tmp_path: Path
 ) -> None:
     """Adding a public store for ex1 to the Apps tree empties the caches at the
     next poll: a user who hashes to ex1 goes there well before the cache TTL."""
@@ -110,8 +119,6 @@ def test_new_replica_in_directory_is_used_within_one_poll(
 
 def test_new_replica_only_takes_users_that_hash_to_it() -> None:
     """Sanity of the scenario above: some example user hashes to ex1 once it is a replica."""
-    import uuid
-
     tokens = [
         uuid.uuid5(uuid.NAMESPACE_URL, f"feproxy:user:{u}").bytes for u in ("alice", "bob", "jose")
     ]
@@ -120,7 +127,7 @@ def test_new_replica_only_takes_users_that_hash_to_it() -> None:
 
 
 def test_sighup_under_continuous_load_fails_no_request(
-    farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """Four clients keep requesting while the configuration is reloaded five times:
     every request succeeds; then a listener added to the file opens and a removed one closes."""
@@ -152,7 +159,8 @@ def test_sighup_under_continuous_load_fails_no_request(
             stop.set()
             for t in threads:
                 t.join(10)
-        assert errors == [] and len(results) > 20
+        assert errors == []
+        assert len(results) > 20
         assert set(results) == {200}
         assert serve.errors().count("configuration reloaded") == 5
 
@@ -171,7 +179,7 @@ def test_sighup_under_continuous_load_fails_no_request(
 
 
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
-    farm: Farm, clean_farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, clean_farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """SIGTERM stops accepting at once, the slow request in flight still gets its
     answer, and the process exits 0."""
@@ -209,7 +217,7 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
 
 
 def test_sigterm_gives_up_on_requests_after_stop_timeout(
-    farm: Farm, clean_farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, clean_farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """A request that outlives stop_timeout does not keep the process alive."""
     serve, port = start(farm, slapd, tmp_path, stop_timeout=0.5, response_timeout=30.0)
@@ -235,14 +243,13 @@ def test_sigterm_gives_up_on_requests_after_stop_timeout(
         assert time.monotonic() - started < 5
         t.join(5)
         # the headers had been relayed: the body is visibly cut short
-        assert len(outcome) == 1 and isinstance(outcome[0], http.client.IncompleteRead)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], http.client.IncompleteRead)
 
 
-def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> None:
+def test_log_json_and_level_flags(farm: Farm, slapd: Slapd, tmp_path: Path) -> None:
     """--log-json writes JSON lines on both streams (the access log on stdout);
     --log-level warn keeps info lines out of the operator's log."""
-    import json
-
     port = free_port()
     config = fe_config(tmp_path / "fe.toml", port, farm, slapd)
     with ServeProcess.start(config, ("127.0.0.1", port), "--log-json") as serve:
@@ -252,7 +259,8 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> Non
             assert time.monotonic() < deadline
             time.sleep(0.05)
         access = [json.loads(line) for line in serve.access_lines()]
-        assert access[-1]["user"] == "alice" and access[-1]["status"] == 200
+        assert access[-1]["user"] == "alice"
+        assert access[-1]["status"] == 200
         assert all(json.loads(line) for line in serve.errors().splitlines())
     port = free_port(exclude=(port,))
     quiet = fe_config(tmp_path / "quiet.toml", port, farm, slapd)
@@ -262,29 +270,34 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Any, tmp_path: Path) -> Non
         assert "serving on" not in serve.errors()
 
 
+def test_the_real_reactor_provides_what_feproxy_serve_asks_for() -> None:
+    """IServeReactor (the type the commands give their reactor) names only
+    interfaces the default reactor provides."""
+    reactor = global_reactor()
+    twisted_interfaces = [
+        i for i in IServeReactor.__iro__ if not i.__module__.startswith("frontend")
+    ]
+    assert len(twisted_interfaces) > 5
+    assert [i.__name__ for i in twisted_interfaces if not i.providedBy(reactor)] == []
+
+
 def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path) -> None:
     """A reload builds fresh (empty) caches and a fresh back-end pool (closing
     the old one's idle connections), keeps unavailable marks, and an invalid
     file leaves the running configuration in place."""
-    from twisted.internet.testing import MemoryReactorClock
-
-    from frontend.ops.service import FrontEndService
-    from tests.fakes import MAILBOX_CONFIG
-    from tests.support.configs import write_config
-
-    reactor = MemoryReactorClock()
+    reactor = cast("IServeReactor", MemoryReactorClock())  # the parts a reload uses
     path = write_config(tmp_path / "fe.toml", MAILBOX_CONFIG)
-    from frontend.config import load_config
-
     service = FrontEndService(load_config(path), reactor, config_path=str(path))
     before = service.runtime
     assert before.lookups is not None
-    before.lookups.user.put("alice", object())
+    before.lookups.user.put("alice", None)
     service.marks.mark("ex3.example.com")
     closed: list[bool] = []
     before.agent.close_idle = lambda: closed.append(True)
     assert service.reload(str(path))
-    assert service.runtime is not before and len(service.runtime.lookups.user) == 0
+    assert service.runtime is not before
+    assert service.runtime.lookups is not None
+    assert len(service.runtime.lookups.user) == 0
     assert closed == [True]  # the old pool's idle back-end connections go
     assert "ex3.example.com" in service.marks
     current = service.runtime

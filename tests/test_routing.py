@@ -24,7 +24,8 @@ def test_target_segments_are_percent_decoded() -> None:
     """Segments are decoded for routing while the raw target is kept for forwarding."""
     t = parse_target(b"/exchange/Jos%C3%A9/Inbox?Cmd=open")
     assert t.segments == ("exchange", "José", "Inbox")
-    assert t.query == b"Cmd=open" and t.raw == b"/exchange/Jos%C3%A9/Inbox?Cmd=open"
+    assert t.query == b"Cmd=open"
+    assert t.raw == b"/exchange/Jos%C3%A9/Inbox?Cmd=open"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,8 @@ def test_vdir_match_is_segment_wise_longest_and_case_insensitive() -> None:
 def test_static_route_puts_marked_servers_last() -> None:
     """A static server list keeps its order, reachable servers first."""
     route = static_route(EXCHWEB, parse_target(b"/exchweb/x"), unavailable={"ex1"})
-    assert route.servers == ("ex2", "ex1") and route.failover
+    assert route.servers == ("ex2", "ex1")
+    assert route.failover
 
 
 def test_explicit_logon_uses_vdir_domain_or_the_given_one() -> None:

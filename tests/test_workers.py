@@ -8,6 +8,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess, established_to
@@ -29,8 +31,9 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+@pytest.mark.usefixtures("clean_farm")
 def test_workers_share_the_socket_take_signals_and_are_restarted(
-    farm: Farm, clean_farm: Farm, tmp_path: Path
+    farm: Farm, tmp_path: Path
 ) -> None:
     """Connections spread over both workers, SIGHUP reloads both, a killed worker
     is replaced, SIGTERM ends all."""

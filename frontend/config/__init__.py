@@ -7,6 +7,7 @@ from frontend.config.directory import (
     AttributeNames,
     DirectorySettings,
     ObjectClassNames,
+    SettingsChanges,
     parse_directory,
 )
 from frontend.config.file import (
@@ -25,6 +26,7 @@ __all__ = [
     "DirectorySettings",
     "FrontendSettings",
     "ObjectClassNames",
+    "SettingsChanges",
     "VirtualDirectory",
     "load_config",
     "parse_config",

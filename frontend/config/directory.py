@@ -6,11 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from frontend.errors import ConfigError
 
-__all__ = ["AttributeNames", "DirectorySettings", "ObjectClassNames", "parse_directory"]
+__all__ = [
+    "AttributeNames",
+    "DirectorySettings",
+    "ObjectClassNames",
+    "SettingsChanges",
+    "parse_directory",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,27 @@ class DirectorySettings:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
 
 
+class SettingsChanges(TypedDict, total=False):
+    """Keyword arguments that replace fields of a :class:`DirectorySettings`
+    (``dataclasses.replace(settings, **changes)``)."""
+
+    url: str
+    bind_dn: str
+    bind_password: str
+    base_dn: str
+    config_dn: str
+    netbios_domain: str | None
+    timeout: float
+    pool_size: int
+    poll_interval: float
+    change_attribute: str
+    attributes: AttributeNames
+    object_classes: ObjectClassNames
+
+
+#: The most threads (and connections) ``pool_size`` may ask for.
+MAX_POOL_SIZE = 64
+
 _KEYS = {
     "url",
     "bind_dn",
@@ -83,7 +110,7 @@ _KEYS = {
 }
 
 
-def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySettings:
+def parse_directory(t: Mapping[str, object], key: str, base: Path) -> DirectorySettings:
     """Validate ``[directory]``; ``bind_password_file`` is read relative to ``base``."""
     for name in t:
         if name not in _KEYS:
@@ -117,7 +144,11 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{key}.timeout", "expected a positive number of seconds")
     pool_size = t.get("pool_size", 4)
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 64:
+    if (
+        isinstance(pool_size, bool)
+        or not isinstance(pool_size, int)
+        or not 1 <= pool_size <= MAX_POOL_SIZE
+    ):
         raise ConfigError(f"{key}.pool_size", "expected an integer from 1 to 64")
     poll = t.get("poll_interval", 60.0)
     if isinstance(poll, bool) or not isinstance(poll, int | float) or poll < 0:
@@ -132,18 +163,7 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
     netbios = t.get("netbios_domain")
     if netbios is not None and not isinstance(netbios, str):
         raise ConfigError(f"{key}.netbios_domain", "expected a string")
-    attrs = t.get("attributes", {})
-    if not isinstance(attrs, Mapping):
-        raise ConfigError(f"{key}.attributes", "expected a table")
-    known = {f.name for f in fields(AttributeNames)}
-    for name, value in attrs.items():
-        if name not in known:
-            raise ConfigError(
-                f"{key}.attributes.{name}",
-                f"unknown attribute key (expected one of {', '.join(sorted(known))})",
-            )
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}.attributes.{name}", "expected an attribute name")
+    attrs = _attribute_names(t.get("attributes", {}), f"{key}.attributes")
     return DirectorySettings(
         url=url,
         bind_dn=text("bind_dn"),
@@ -155,5 +175,21 @@ def parse_directory(t: Mapping[str, Any], key: str, base: Path) -> DirectorySett
         pool_size=pool_size,
         poll_interval=float(poll),
         change_attribute=change_attribute,
-        attributes=AttributeNames(**attrs),
+        attributes=attrs,
     )
+
+
+def _attribute_names(t: object, key: str) -> AttributeNames:
+    """``[directory.attributes]``: a new name for any attribute the front end reads."""
+    if not isinstance(t, Mapping):
+        raise ConfigError(key, "expected a table")
+    known = {f.name for f in fields(AttributeNames)}
+    for name, value in t.items():
+        if name not in known:
+            raise ConfigError(
+                f"{key}.{name}",
+                f"unknown attribute key (expected one of {', '.join(sorted(known))})",
+            )
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}.{name}", "expected an attribute name")
+    return AttributeNames(**t)

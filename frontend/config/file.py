@@ -8,29 +8,33 @@ message an operator can act on.
 
 from __future__ import annotations
 
+import enum
 import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
+from frontend.config.directory import DirectorySettings, parse_directory
 from frontend.errors import ConfigError
 
 __all__ = [
+    "VDIR_KINDS",
     "Config",
     "FrontendSettings",
     "VirtualDirectory",
     "load_config",
     "parse_config",
-    "VDIR_KINDS",
 ]
 
 VDIR_KINDS = ("static", "mailbox", "public")
+
+MAX_PORT = 65535
 
 T = TypeVar("T")
 
@@ -91,7 +95,7 @@ class Config:
     frontend: FrontendSettings
     vdirs: tuple[VirtualDirectory, ...]
     hosts: Mapping[str, str] = field(default_factory=dict)
-    directory: Any = None  # frontend.directory.DirectorySettings when configured
+    directory: DirectorySettings | None = None
     source: str = "<memory>"
 
 
@@ -110,7 +114,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(
-    data: Mapping[str, Any], *, base: Path | None = None, source: str = "<memory>"
+    data: Mapping[str, object], *, base: Path | None = None, source: str = "<memory>"
 ) -> Config:
     """Validate an already-parsed TOML document."""
     base = base or Path.cwd()
@@ -120,8 +124,6 @@ def parse_config(
     vdirs = _vdirs(data.get("vdirs"))
     directory = None
     if "directory" in data:
-        from frontend.config.directory import parse_directory
-
         directory = parse_directory(_table(data, "directory", ""), "directory", base)
     needs_directory = frontend.authenticate or any(v.kind in ("mailbox", "public") for v in vdirs)
     if needs_directory and directory is None:
@@ -135,7 +137,7 @@ def parse_config(
 # -- sections -----------------------------------------------------------------
 
 
-def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
+def _frontend(t: Mapping[str, object]) -> FrontendSettings:
     k = "frontend"
     _only(t, k, set(FrontendSettings.__dataclass_fields__))
     listen = _get(t, "listen", list, k)
@@ -167,7 +169,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
         body_timeout=_positive(t, "body_timeout", k, 300.0),
         send_timeout=_positive(t, "send_timeout", k, 60.0),
         max_connections=int(_positive(t, "max_connections", k, 10_000)),
-        authenticate=_get(t, "authenticate", bool, k, True),
+        authenticate=_get(t, "authenticate", bool, k, default=True),
         realm=_get(t, "realm", str, k, "feproxy"),
         hash_policy=policy,
         cache_ttl=_positive(t, "cache_ttl", k, 600.0),
@@ -177,7 +179,7 @@ def _frontend(t: Mapping[str, Any]) -> FrontendSettings:
     )
 
 
-def _hosts(t: Any) -> dict[str, str]:
+def _hosts(t: object) -> dict[str, str]:
     if not isinstance(t, Mapping):
         raise ConfigError("hosts", "expected a table of host name = address")
     out: dict[str, str] = {}
@@ -192,7 +194,7 @@ def _hosts(t: Any) -> dict[str, str]:
     return out
 
 
-def _vdirs(items: Any) -> tuple[VirtualDirectory, ...]:
+def _vdirs(items: object) -> tuple[VirtualDirectory, ...]:
     if not isinstance(items, list) or not items:
         raise ConfigError("vdirs", "expected at least one [[vdirs]] table")
     out: list[VirtualDirectory] = []
@@ -231,7 +233,7 @@ def _vdirs(items: Any) -> tuple[VirtualDirectory, ...]:
 # -- helpers ------------------------------------------------------------------
 
 
-def _check_endpoint(desc: Any, key: str) -> None:
+def _check_endpoint(desc: object, key: str) -> None:
     """Build the endpoint the way ``serve`` will, on a reactor that never listens.
 
     This reports a typo, an unknown option or an unreadable certificate or key
@@ -248,7 +250,7 @@ def _check_endpoint(desc: Any, key: str) -> None:
         raise ConfigError(key, f"invalid endpoint: {e}") from None
 
 
-def _table(t: Mapping[str, Any], name: str, parent: str) -> Mapping[str, Any]:
+def _table(t: Mapping[str, object], name: str, parent: str) -> Mapping[str, object]:
     key = f"{parent}.{name}" if parent else name
     v = t.get(name)
     if not isinstance(v, Mapping):
@@ -256,40 +258,46 @@ def _table(t: Mapping[str, Any], name: str, parent: str) -> Mapping[str, Any]:
     return v
 
 
-def _only(t: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+def _only(t: Mapping[str, object], key: str, allowed: set[str]) -> None:
     for name in t:
         if name not in allowed:
             where = f"{key}.{name}" if key else name
             raise ConfigError(where, f"unknown key (expected one of {', '.join(sorted(allowed))})")
 
 
-_MISSING: Any = object()
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
 
 
-def _get(t: Mapping[str, Any], name: str, typ: type[T], key: str, default: Any = _MISSING) -> T:
+_MISSING = _Missing.MISSING
+
+
+def _get(
+    t: Mapping[str, object], name: str, typ: type[T], key: str, default: T | _Missing = _MISSING
+) -> T:
+    """``t[name]`` checked to be a ``typ`` (a bool is no number; an int is a float)."""
     where = f"{key}.{name}" if key else name
     if name not in t:
-        if default is _MISSING:
+        if isinstance(default, _Missing):
             raise ConfigError(where, "missing")
-        return default  # type: ignore[no-any-return]
+        return default
     v = t[name]
-    ok = isinstance(v, typ) and not (typ is not bool and isinstance(v, bool))
-    if typ is float:
-        ok = isinstance(v, int | float) and not isinstance(v, bool)
-    if not ok:
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
         raise ConfigError(where, f"expected {typ.__name__}, got {type(v).__name__}")
-    return v  # type: ignore[return-value]
+    return v
 
 
-def _positive(t: Mapping[str, Any], name: str, key: str, default: float) -> float:
+def _positive(t: Mapping[str, object], name: str, key: str, default: float) -> float:
     v = float(_get(t, name, float, key, default))
     if v <= 0:
         raise ConfigError(f"{key}.{name}", "expected a positive number")
     return v
 
 
-def _port(t: Mapping[str, Any], name: str, key: str, default: int) -> int:
+def _port(t: Mapping[str, object], name: str, key: str, default: int) -> int:
     v = _get(t, name, int, key, default)
-    if not 0 < v < 65536:
+    if not 0 < v <= MAX_PORT:
         raise ConfigError(f"{key}.{name}", "expected a port number 1-65535")
     return v

@@ -13,16 +13,16 @@ import hmac
 import os
 import re
 from hashlib import blake2b
-from typing import Any
 
 from cachetools import TTLCache
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from frontend.directory.interfaces import PasswordCheck, UserEntry
 from frontend.directory.lookups import Lookups
 from frontend.errors import AuthenticationRequired, BadRequest
 
-__all__ = ["parse_basic", "Authenticator"]
+__all__ = ["Authenticator", "parse_basic"]
 
 log = Logger()
 
@@ -61,7 +61,7 @@ class Authenticator:
 
     def __init__(
         self,
-        directory: Any,
+        directory: PasswordCheck,
         lookups: Lookups,
         clock: IReactorTime,
         *,
@@ -80,7 +80,7 @@ class Authenticator:
         h.update(login.encode("utf-8") + b"\0" + password.encode("utf-8"))
         return h.digest()
 
-    async def authenticate(self, header: bytes | None) -> Any:
+    async def authenticate(self, header: bytes | None) -> UserEntry:
         """The user entry for valid credentials; else :class:`AuthenticationRequired`."""
         login, password = parse_basic(header)
         if not login or not password:

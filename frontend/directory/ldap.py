@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -28,6 +27,12 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from frontend.config.directory import DirectorySettings
+from frontend.directory.interfaces import (
+    Directory,
+    IDirectoryReactor,
+    QueryObserver,
+    UserEntry,
+)
 from frontend.directory.pool import FAILURES, LdapPool
 
 with warnings.catch_warnings():
@@ -46,15 +51,13 @@ with warnings.catch_warnings():
     from ldap3.utils.dn import parse_dn
 
 __all__ = [
-    "UserEntry",
-    "LdapDirectory",
-    "normalize_dn",
     "HTTP_DISABLED_PREFIX",
+    "LdapDirectory",
+    "UserEntry",  # defined in frontend.directory.interfaces
+    "normalize_dn",
 ]
 
 log = Logger()
-
-_T = TypeVar("_T")
 
 #: A ``protocolSettings`` value beginning with this disables HTTP access.
 HTTP_DISABLED_PREFIX = "HTTP\u00a70"
@@ -69,19 +72,6 @@ _SIZE_LIMIT_EXCEEDED = 4
 
 # Raw attributes as read: attribute name (lower case) -> values.
 _Raw = Mapping[str, Sequence[bytes]]
-
-
-@dataclass(frozen=True)
-class UserEntry:
-    """What the front end needs to know about one user."""
-
-    dn: str
-    login: str  # sAMAccountName
-    primary_smtp: str | None  # the "SMTP:" proxy address, without the prefix
-    alias: str | None  # local part of primary_smtp
-    home_mdb: str | None  # DN of the mailbox store
-    http_enabled: bool  # False when a protocolSettings value begins "HTTP§0"
-    token: bytes  # objectGUID, else objectSid, else b""
 
 
 def normalize_dn(dn: str) -> str:
@@ -137,7 +127,7 @@ def _entries(response: Iterable[dict[str, Any]] | None) -> list[tuple[str, _Raw]
     return found
 
 
-class LdapDirectory(Service):
+class LdapDirectory(Service, Directory):
     """Directory lookups over ldap3, run off the reactor thread.
 
     ``threadpool`` may be injected (its owner then starts and stops it);
@@ -149,9 +139,9 @@ class LdapDirectory(Service):
     def __init__(
         self,
         settings: DirectorySettings,
-        reactor: Any,
+        reactor: IDirectoryReactor,
         threadpool: ThreadPool | None = None,
-        observe: Callable[[str, float, bool], None] | None = None,
+        observe: QueryObserver | None = None,
     ) -> None:
         """``observe(operation, seconds, ok)`` is told of every query (metrics)."""
         self.settings = settings

@@ -10,11 +10,12 @@ fresh connection, after which the Deferred fails with
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import warnings
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -26,6 +27,7 @@ from frontend.errors import DirectoryUnavailable
 
 if TYPE_CHECKING:
     from frontend.config.directory import DirectorySettings
+    from frontend.directory.interfaces import IDirectoryReactor, QueryObserver
 
 with warnings.catch_warnings():
     # ldap3 2.9.1 imports tagMap and typeMap from pyasn1's BER encoder, which
@@ -39,11 +41,12 @@ with warnings.catch_warnings():
     )
 
 
-__all__ = ["LdapPool", "FAILURES"]
+__all__ = ["FAILURES", "LdapPool"]
 
 log = Logger()
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 # What a directory operation may fail with: ldap3's errors, and what its
 # BER decoder raises on bytes that are not LDAP (KeyError, IndexError, ...;
@@ -61,18 +64,18 @@ class LdapPool:
     """
 
     def __init__(
-        self, settings: DirectorySettings, reactor: Any, threadpool: ThreadPool | None
+        self, settings: DirectorySettings, reactor: IDirectoryReactor, threadpool: ThreadPool | None
     ) -> None:
         self.settings = settings
         self._reactor = reactor
         # Told (operation, seconds, ok) of every query, on the reactor thread.
-        self.observe: Callable[[str, float, bool], None] | None = None
+        self.observe: QueryObserver | None = None
         self._own_pool = threadpool is None
         self._pool = threadpool or self._new_pool()
         self._lock = threading.Lock()
         self._idle: list[Connection] = []
         self._stopped = False
-        self._shutdown_trigger: Any = None
+        self._shutdown_trigger: object | None = None
         # ldap3 packs the receive timeout into SO_RCVTIMEO as whole seconds.
         self._receive_timeout = max(1, math.ceil(settings.timeout))
 
@@ -106,28 +109,44 @@ class LdapPool:
             return succeed(None)
         d = deferToThreadPool(self._reactor, self._pool, self._close_idle)
 
-        def stop_pool(result: object) -> None:
+        def stop_pool(_result: object) -> None:
             if self._own_pool:
                 self._pool.stop()
 
         return d.addBoth(stop_pool)
 
-    def run(self, what: str, op: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        """Run ``op(connection, *args)`` in the pool on a service connection."""
-        return self.defer(what, self._with_connection, what, op, *args)
+    def run(
+        self,
+        what: str,
+        op: Callable[Concatenate[Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """Run ``op(connection, *args, **kwargs)`` in the pool on a service connection."""
 
-    def defer(self, what: str, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        """Run ``work(*args)`` in the pool; log DirectoryUnavailable failures."""
+        def work() -> _T:
+            return self._with_connection(what, op, *args, **kwargs)
+
+        return self.defer(what, work)
+
+    def defer(
+        self,
+        what: str,
+        work: Callable[_P, _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """Run ``work(*args, **kwargs)`` in the pool; log DirectoryUnavailable failures."""
         if self._stopped:
             return fail(DirectoryUnavailable(detail="directory client is stopped"))
         started = self._reactor.seconds()
-        d = deferToThreadPool(self._reactor, self._pool, work, *args)
+        d = deferToThreadPool(self._reactor, self._pool, work, *args, **kwargs)
 
-        def observe(result: Any) -> Any:
-            ok = not isinstance(result, Failure)
+        def observe(result: _T | Failure) -> _T | Failure:
             if self.observe is not None:
-                self.observe(what, self._reactor.seconds() - started, ok)
-            if not ok and result.check(DirectoryUnavailable):
+                ok = not isinstance(result, Failure)
+                self.observe(what, self._reactor.seconds() - started, ok=ok)
+            if isinstance(result, Failure) and result.check(DirectoryUnavailable):
                 detail = getattr(result.value, "detail", "")
                 log.error("directory {what} failed: {detail}", what=what, detail=detail)
             return result
@@ -164,17 +183,21 @@ class LdapPool:
     @staticmethod
     def close(conn: Connection) -> None:
         """Unbind and close, whatever state the connection is in."""
-        try:
-            conn.unbind()
-        except (LDAPException, OSError):
-            pass  # the connection is being thrown away; nothing to save
+        with contextlib.suppress(LDAPException, OSError):
+            conn.unbind()  # the connection is being thrown away; nothing to save
         # ldap3 keeps the socket of a failed connect open (and unbind skips
         # a connection it never opened): close it here.
         sock = getattr(conn, "socket", None)
         if sock is not None:
             sock.close()
 
-    def _with_connection(self, what: str, op: Callable[..., _T], *args: Any) -> _T:
+    def _with_connection(
+        self,
+        what: str,
+        op: Callable[Concatenate[Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
         """Run ``op(connection, *args)`` in a worker thread, retrying once.
 
         A reused connection that fails may have died since it was last used:
@@ -183,7 +206,7 @@ class LdapPool:
         """
         conn, reused = self._checkout()
         try:
-            return self._attempt(conn, op, args)
+            return self._attempt(conn, op, *args, **kwargs)
         except FAILURES as first:
             if not reused or not isinstance(first, LDAPException):
                 raise self.unavailable(what, first) from first
@@ -195,13 +218,19 @@ class LdapPool:
             )
             self._close_idle()
         try:
-            return self._attempt(self._connect(), op, args)
+            return self._attempt(self._connect(), op, *args, **kwargs)
         except FAILURES as error:
             raise self.unavailable(what, error) from error
 
-    def _attempt(self, conn: Connection, op: Callable[..., _T], args: Sequence[Any]) -> _T:
+    def _attempt(
+        self,
+        conn: Connection,
+        op: Callable[Concatenate[Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
         try:
-            result = op(conn, *args)
+            result = op(conn, *args, **kwargs)
         except BaseException:
             self.close(conn)
             raise
@@ -212,11 +241,13 @@ class LdapPool:
         """A new connection, open and bound as the service account."""
         conn = self.connection(self.settings.bind_dn, self.settings.bind_password)
         try:
-            if not conn.bind():
-                raise LDAPBindError(f"service account bind refused: {conn.result}")
+            bound = conn.bind()
         except BaseException:
             self.close(conn)
             raise
+        if not bound:
+            self.close(conn)
+            raise LDAPBindError(f"service account bind refused: {conn.result}")
         return conn
 
     def _checkout(self) -> tuple[Connection, bool]:

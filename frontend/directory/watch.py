@@ -10,13 +10,14 @@ configuration container every ``poll_interval`` seconds and calls
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from frontend.directory.interfaces import ConfigFingerprint
 from frontend.errors import DirectoryUnavailable
 
 __all__ = ["DirectoryWatcher"]
@@ -29,10 +30,10 @@ class DirectoryWatcher(Service):
 
     def __init__(
         self,
-        directory: Any,
+        directory: ConfigFingerprint,
         interval: float,
         on_change: Callable[[], None],
-        clock: Any,
+        clock: IReactorTime,
     ) -> None:
         self._directory = directory
         self._interval = interval
@@ -43,7 +44,7 @@ class DirectoryWatcher(Service):
         self.polls = 0
 
     def startService(self) -> None:
-        super().startService()
+        Service.startService(self)
         if self._interval > 0:
             self._loop = LoopingCall(self.poll)
             self._loop.clock = self._clock
@@ -51,11 +52,11 @@ class DirectoryWatcher(Service):
                 lambda f: log.failure("directory watcher stopped", f)
             )
 
-    def stopService(self) -> Any:
+    def stopService(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        return super().stopService()
+        Service.stopService(self)
 
     async def _poll(self) -> None:
         try:

@@ -13,9 +13,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from frontend.loadtest.scenario import CHANGES
+
+if TYPE_CHECKING:
+    from frontend.loadtest.live import LivePlan
+    from frontend.loadtest.report import Report
 
 __all__ = ["EXIT_FAILED", "EXIT_PROBLEMS", "EXIT_USAGE", "add_parser", "main", "run"]
 
@@ -27,6 +31,7 @@ EXIT_INTERRUPTED: Final = 130
 MAX_LIVE_USERS: Final = 100_000
 MAX_REQUESTS_PER_USER: Final = 100
 MAX_CONCURRENCY: Final = 1024
+MAX_SECONDS: Final = 86_400.0  # a day
 
 _EPILOG = """\
 exit status: 0 done; 1 could not run (stack or target failed, time limit);
@@ -85,7 +90,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0.0 < value <= 86400.0:
+    if not 0.0 < value <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"expected 0..86400 seconds, got {value}")
     return value
 
@@ -178,9 +183,11 @@ def _add_modes(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--control", metavar="URL", help="the farm's control API (--target)")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add ``loadtest`` (with modes ``offline`` and ``live``) to ``feproxy``'s subparsers."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = subparsers.add_parser(
         "loadtest",
         help="how users spread over replicas, and how many move on a change",
         description=__doc__,
@@ -194,7 +201,7 @@ def _error(message: str) -> None:
     print(f"feproxy loadtest: {message}", file=sys.stderr)
 
 
-def _emit(report: Any, args: argparse.Namespace) -> None:
+def _emit(report: Report, args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -243,7 +250,7 @@ def _offline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_plan(args: argparse.Namespace) -> Any:
+def _live_plan(args: argparse.Namespace) -> LivePlan:
     from frontend.loadtest.live import LivePlan
 
     return LivePlan(
@@ -292,7 +299,7 @@ def _live(args: argparse.Namespace) -> int:
         notes.append(message)
         _error(f"warning: {message}")
 
-    parameters: dict[str, Any] = {
+    parameters: dict[str, object] = {
         "users": args.users,
         "requests_per_user": args.requests_per_user,
         "replicas": args.replicas,
@@ -335,7 +342,8 @@ def _live(args: argparse.Namespace) -> int:
     report = Report("live", parameters, (result,), tuple(notes))
     _emit(report, args)
     traffic = result.traffic
-    assert traffic is not None
+    if traffic is None:  # run_live always measures traffic
+        raise RuntimeError("the live run reported no traffic")
     problems = (
         traffic.failed
         + traffic.stickiness_violations_before

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Final, cast
 
 import treq
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, gatherResults
@@ -23,6 +24,12 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from frontend.loadtest.progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from treq._types import _ITreqReactor
+    from treq.response import _Response
+
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = ["Credential", "Driver", "Observation", "basic_authorization"]
 
@@ -52,7 +59,11 @@ class Observation:
     @property
     def ok(self) -> bool:
         """A 2xx answer that names its server."""
-        return self.status is not None and 200 <= self.status < 300 and self.server is not None
+        return (
+            self.status is not None
+            and HTTPStatus.OK <= self.status < HTTPStatus.MULTIPLE_CHOICES
+            and self.server is not None
+        )
 
 
 def basic_authorization(login: str, password: str) -> bytes:
@@ -66,7 +77,7 @@ class Driver:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IServeReactor,
         url: str,
         users: Sequence[Credential],
         *,
@@ -86,7 +97,7 @@ class Driver:
         self._client = treq.client.HTTPClient(agent)
         self.observations: list[Observation] = []
         self._stopping = False
-        self._in_flight: set[Deferred[Any]] = set()
+        self._in_flight: set[Deferred[_Response]] = set()
 
     async def round(self, number: int, order: Sequence[int]) -> None:
         """Send one request for each user index in ``order``, ``concurrency`` at a time.
@@ -139,7 +150,7 @@ class Driver:
             headers=headers,
             allow_redirects=False,
             timeout=self._timeout,
-            reactor=self._reactor,
+            reactor=cast("_ITreqReactor", self._reactor),  # treq names its own interface
         )
         self._in_flight.add(request)
         try:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = ["READY_LINE", "main"]
 
 READY_LINE: Final = "ldaptor directory ready"
 
 
-async def _serve(reactor: Any, ldif: str, port: int) -> None:
+async def _serve(reactor: IServeReactor, ldif: str, port: int) -> None:
     from twisted.internet.defer import Deferred
 
     from frontend.ops.demo_directory import start_demo_directory

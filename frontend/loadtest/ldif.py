@@ -69,7 +69,7 @@ class GeneratedUser:
 
 def generate_users(count: int, seed: int) -> list[GeneratedUser]:
     """``count`` users ``lt00001``.. with seeded random 16-byte tokens."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic tokens, not secrets
     width = max(5, len(str(count)))
     users = []
     for i in range(1, count + 1):
@@ -127,8 +127,12 @@ def _structure() -> list[str]:
         _container(_HIERARCHIES),
         _entry(
             _TREE_DN,
-            [("objectClass", "top"), ("objectClass", "msExchPFTree"), ("cn", TREE)]
-            + [("msExchPFTreeType", "0")],
+            [
+                ("objectClass", "top"),
+                ("objectClass", "msExchPFTree"),
+                ("cn", TREE),
+                ("msExchPFTreeType", "0"),
+            ],
         ),
         _entry(
             SERVICE_DN,
@@ -139,12 +143,16 @@ def _structure() -> list[str]:
     ]
 
 
-def _server(host: str, replica: bool) -> list[str]:
+def _server(host: str, *, replica: bool) -> list[str]:
     entries = [
         _entry(
             server_dn(host),
-            [("objectClass", "top"), ("objectClass", "msExchExchangeServer")]
-            + [("cn", _short(host)), ("dNSHostName", host)],
+            [
+                ("objectClass", "top"),
+                ("objectClass", "msExchExchangeServer"),
+                ("cn", _short(host)),
+                ("dNSHostName", host),
+            ],
         ),
         _container(f"cn=InformationStore,{server_dn(host)}"),
     ]

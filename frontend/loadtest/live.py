@@ -2,8 +2,8 @@
 
 The run is a number of rounds (``--requests-per-user``); in each round every
 user sends one GET for the folder.  With a change scenario the change is
-made between two rounds, after round ``clamp(round(at × rounds), 1,
-rounds − 1)``, with no request in flight, and the next round starts once
+made between two rounds, after round ``clamp(round(at x rounds), 1,
+rounds - 1)``, with no request in flight, and the next round starts once
 the front end is subject to it.  Each user's server in the last round before
 the change and in the first round after it give the movement; a user seen on
 two servers within one phase is a stickiness violation.
@@ -19,17 +19,23 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Final
 
 from frontend.loadtest.driver import Driver, Observation
 from frontend.loadtest.progress import NullProgress, Progress
 from frontend.loadtest.report import Distribution, Movement, RoundTiming, Run, Traffic
-from frontend.loadtest.scenario import Change, plan_change
+from frontend.loadtest.scenario import MIN_REPLICAS, Change, plan_change
 from frontend.loadtest.stats import percentile
 from frontend.loadtest.targets import Target, TargetError
 from frontend.routing.hashing import choose, policy_named
 
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
+
 __all__ = ["LivePlan", "change_round", "run_live", "summarize"]
+
+#: A change is made between two rounds: one request per user before, one after.
+_ROUNDS_AROUND_A_CHANGE: Final = 2
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class LivePlan:
     def __post_init__(self) -> None:
         if self.requests_per_user < 1:
             raise ValueError("requests per user must be at least 1")
-        if self.change is not None and self.requests_per_user < 2:
+        if self.change is not None and self.requests_per_user < _ROUNDS_AROUND_A_CHANGE:
             raise ValueError("a change needs at least 2 requests per user (one on each side)")
         if not 0.0 <= self.at <= 1.0:
             raise ValueError(f"--at must be in 0..1, got {self.at}")
@@ -55,20 +61,20 @@ class LivePlan:
 
 
 def change_round(rounds: int, at: float) -> int:
-    """How many rounds run before the change: ``round(at × rounds)`` kept in
-    ``1 .. rounds − 1`` so that every user is seen on both sides."""
+    """How many rounds run before the change: ``round(at x rounds)`` kept in
+    ``1 .. rounds - 1`` so that every user is seen on both sides."""
     return min(rounds - 1, max(1, round(at * rounds)))
 
 
 async def run_live(
-    reactor: Any, target: Target, plan: LivePlan, progress: Progress | None = None
+    reactor: IServeReactor, target: Target, plan: LivePlan, progress: Progress | None = None
 ) -> Run:
     """Drive ``target`` as ``plan`` says and summarize the observations."""
     bar = progress if progress is not None else NullProgress()
     if plan.change is not None and plan.change not in target.changes:
         supported = ", ".join(sorted(target.changes)) or "none"
         raise TargetError(f"--change {plan.change} is not supported here (supported: {supported})")
-    rng = random.Random(plan.seed)
+    rng = random.Random(plan.seed)  # noqa: S311 - a reproducible request order, not a secret
     driver = Driver(
         reactor,
         target.url,
@@ -109,11 +115,12 @@ async def run_live(
 
 
 def _plan(kind: str | None, target: Target, seen: Sequence[Observation]) -> Change:
-    assert kind is not None
+    if kind is None:
+        raise ValueError("no change to plan")
     replicas = target.replicas
     if replicas is None:
         replicas = tuple(sorted({o.server for o in seen if o.ok and o.server is not None}))
-        if len(replicas) < 2:
+        if len(replicas) < MIN_REPLICAS:
             raise TargetError(f"--change {kind} needs two servers; the answers named {replicas}")
     return plan_change(kind, replicas, spare=target.spare)
 

@@ -22,7 +22,13 @@ from typing import Final
 
 from frontend.loadtest.progress import NullProgress, Progress
 from frontend.loadtest.report import Distribution, Movement, Run
-from frontend.loadtest.scenario import Change, plan_change, server_name, server_names
+from frontend.loadtest.scenario import (
+    MIN_REPLICAS,
+    Change,
+    plan_change,
+    server_name,
+    server_names,
+)
 from frontend.routing.hashing import choose, policy_named
 
 __all__ = ["MAX_USERS", "OfflinePlan", "simulate", "synthetic_tokens"]
@@ -50,7 +56,7 @@ class OfflinePlan:
     def __post_init__(self) -> None:
         if not 1 <= self.users <= MAX_USERS:
             raise ValueError(f"users must be in 1..{MAX_USERS}, got {self.users}")
-        if self.replicas < 2:
+        if self.replicas < MIN_REPLICAS:
             raise ValueError(f"replicas must be at least 2, got {self.replicas}")
         policy_named(self.policy)  # ValueError naming the known policies
 
@@ -60,7 +66,7 @@ def synthetic_tokens(count: int, seed: int, batch: int = _BATCH) -> Iterator[lis
 
     The same ``seed`` gives the same tokens, whatever the batch size.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic tokens, not secrets
     left = count
     while left > 0:
         n = min(batch, left)

@@ -8,9 +8,14 @@ imported here, only when a plot is asked for, and drawn on a bare
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from frontend.loadtest.report import Report, Run
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
 __all__ = ["MISSING_HINT", "PlotUnavailable", "require_matplotlib", "write_plot"]
 
@@ -19,22 +24,26 @@ MISSING_HINT: Final = (
     "(or pip install matplotlib)"
 )
 
+#: More servers than this get slanted labels.
+_MAX_UPRIGHT_LABELS: Final = 8
+
 
 class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def require_matplotlib() -> tuple[Any, Any]:
+def require_matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
     """matplotlib's Figure and Agg canvas classes; PlotUnavailable without matplotlib."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        # An optional extra: imported only when a plot is asked for.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+        from matplotlib.figure import Figure  # noqa: PLC0415
     except ImportError:
         raise PlotUnavailable(MISSING_HINT) from None
     return Figure, FigureCanvasAgg
 
 
-def _draw(axes: Any, run: Run) -> None:
+def _draw(axes: Axes, run: Run) -> None:
     names = sorted(
         {s.server for s in run.before.servers}
         | ({s.server for s in run.after.servers} if run.after else set()),
@@ -70,7 +79,9 @@ def _draw(axes: Any, run: Run) -> None:
             f" (ideal {100 * m.ideal_fraction:.2f}%)"
         )
     axes.set_title(title, fontsize=9)
-    axes.set_xticks(positions, labels, rotation=45 if len(names) > 8 else 0, fontsize=8)
+    axes.set_xticks(
+        positions, labels, rotation=45 if len(names) > _MAX_UPRIGHT_LABELS else 0, fontsize=8
+    )
     axes.set_ylabel("users")
     axes.legend(fontsize=8)
 

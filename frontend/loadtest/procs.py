@@ -24,7 +24,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 __all__ = [
     "Child",
@@ -63,8 +63,8 @@ def die_with_parent() -> Callable[[], None]:
 def spawn(
     argv: Sequence[str],
     *,
-    stdout: int | IO[Any] | None,
-    stderr: int | IO[Any] | None,
+    stdout: int | IO[bytes] | None,
+    stderr: int | IO[bytes] | None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -78,11 +78,15 @@ def spawn(
         cwd=cwd,
         env=env,
         start_new_session=True,
-        preexec_fn=die_with_parent(),
+        # Safe here: the hook only calls prctl (no lock, no allocation), and
+        # spawn runs before the reactor's threads exist.
+        preexec_fn=die_with_parent(),  # noqa: PLW1509
     )
 
 
-def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+def stop_process(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 10.0
+) -> int:
     """SIGTERM ``process`` if it still runs and wait (SIGKILL after ``timeout``
     s); its exit status."""
     if process.poll() is None:

@@ -19,7 +19,7 @@ class Progress(Protocol):
         """``n`` more units are done."""
         ...
 
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> object:
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> object:  # noqa: FBT001, FBT002 - tqdm's signature
         """Show ``s`` after the bar (e.g. the phase)."""
         ...
 
@@ -34,7 +34,7 @@ class NullProgress:
     def update(self, n: int = 1) -> None:
         """Ignore progress."""
 
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:  # noqa: FBT001, FBT002 - tqdm's signature
         """Ignore the status text."""
 
     def close(self) -> None:
@@ -49,6 +49,6 @@ def progress_bar(
     out = sys.stderr if stream is None else stream
     if not enabled or not out.isatty():
         return NullProgress()
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415 - only when a bar is shown (it is slow to import)
 
     return tqdm(total=total, unit=unit, unit_scale=True, file=out, mininterval=0.2, leave=False)

@@ -33,6 +33,10 @@ __all__ = [
     "Traffic",
 ]
 
+#: A JSON object as ``json.loads`` gives it back: what ``--json`` prints.
+#: Its values are whatever JSON holds, read by the tests as parsed JSON.
+JSONObject = dict[str, Any]
+
 #: Bumped when a key changes meaning or disappears (adding keys keeps it).
 JSON_VERSION: Final = 1
 
@@ -56,7 +60,7 @@ class ServerLoad:
     vs_mean: float  # users / mean users per server
     expected: bool  # in the replica list (False: seen although not a replica)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "server": self.server,
             "users": self.users,
@@ -123,7 +127,7 @@ class Distribution:
                 return row.share
         return 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "servers": [row.to_json() for row in self.servers],
             "users": self.users,
@@ -216,7 +220,7 @@ class Movement:
             spread_p_value=p_value,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "change": self.change,
             "server": self.server,
@@ -255,7 +259,7 @@ class RoundTiming:
     def requests_per_second(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "round": self.number,
             "requests": self.requests,
@@ -283,7 +287,7 @@ class Traffic:
     stickiness_violations_after: int | None
     prediction_mismatches: int | None  # users routed unlike frontend.routing.hashing predicts
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "requests": self.requests,
             "succeeded": self.succeeded,
@@ -316,7 +320,7 @@ class Run:
     traffic: Traffic | None = None
     elapsed_seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "policy": self.policy,
             "before": self.before.to_json(),
@@ -332,11 +336,11 @@ class Report:
     """The whole result: mode, the parameters it ran with, one run per policy."""
 
     mode: str  # "offline" or "live"
-    parameters: Mapping[str, Any]
+    parameters: Mapping[str, object]
     runs: tuple[Run, ...]
     notes: tuple[str, ...] = field(default=())
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {
             "version": JSON_VERSION,
             "mode": self.mode,

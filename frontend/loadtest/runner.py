@@ -10,10 +10,13 @@ farm) run to the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = ["Interrupted", "TimeLimitExceeded", "run_in_reactor"]
 
@@ -32,7 +35,9 @@ class TimeLimitExceeded(RuntimeError):
 
 
 def run_in_reactor(
-    main: Callable[[Any], Coroutine[Any, Any, T]], time_limit: float, reactor: Any = None
+    main: Callable[[IServeReactor], Coroutine[object, object, T]],
+    time_limit: float,
+    reactor: IServeReactor | None = None,
 ) -> T:
     """Run ``main(reactor)`` to completion on the (global) reactor and return its result.
 
@@ -41,10 +46,10 @@ def run_in_reactor(
     reactor first.  The reactor can run only once per process.
     """
     if reactor is None:
-        from twisted.internet import reactor as global_reactor
+        from frontend.ops.reactor import global_reactor  # noqa: PLC0415 - installs the reactor
 
-        reactor = global_reactor
-    outcome: list[Any] = []
+        reactor = global_reactor()
+    outcome: list[T | Failure] = []
     timed_out: list[bool] = []
     stopping: list[bool] = []
     unwound: Deferred[None] = Deferred()
@@ -64,7 +69,7 @@ def run_in_reactor(
 
         timer = reactor.callLater(time_limit, expire)
 
-        def finished(result: Any) -> None:
+        def finished(result: T | Failure) -> None:
             if timer.active():
                 timer.cancel()
             outcome.append(result)
@@ -93,7 +98,7 @@ def run_in_reactor(
         if result.check(CancelledError):
             raise Interrupted("interrupted")
         result.raiseException()
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _fire(d: Deferred[None]) -> None:

@@ -35,6 +35,9 @@ __all__ = [
 #: The change scenarios, by command-line name.
 CHANGES: Final = ("add", "remove", "fail")
 
+#: The fewest replicas a spread (and so a removal or failure) makes sense with.
+MIN_REPLICAS: Final = 2
+
 #: The DNS domain of generated servers (the example organisation's).
 DOMAIN: Final = "example.com"
 
@@ -113,7 +116,7 @@ def plan_change(kind: str, replicas: Sequence[str], spare: str | None = None) ->
         if spare.lower() in {name.lower() for name in before}:
             raise ValueError(f"{spare} already holds a replica")
         return Change(kind, spare, before, (*before, spare))
-    if len(before) < 2:
+    if len(before) < MIN_REPLICAS:
         raise ValueError(f"{kind} needs at least two replicas, got {len(before)}")
     gone = victim(before)
     if kind == "remove":

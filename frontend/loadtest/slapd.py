@@ -20,6 +20,7 @@ and after the reactor runs, or from a thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import shutil
@@ -28,9 +29,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Unpack
 
-from frontend.config.directory import DirectorySettings
+from frontend.config.directory import DirectorySettings, SettingsChanges
 from frontend.directory import ldap as _ldap  # noqa: F401 - imports ldap3 with its warning silenced
 
 # frontend.directory.ldap imports ldap3 with its import-time DeprecationWarning
@@ -63,9 +64,9 @@ MODULE_DIR = Path("/usr/lib/ldap")
 BASE_DN = "dc=example,dc=com"
 CONFIG_DN = "cn=Configuration,dc=example,dc=com"
 SERVICE_DN = "cn=feproxy,cn=Users,dc=example,dc=com"
-SERVICE_PASSWORD = "feproxy-service"
+SERVICE_PASSWORD = "feproxy-service"  # noqa: S105 - of a throwaway loopback directory
 ROOT_DN = "cn=admin,dc=example,dc=com"
-ROOT_PASSWORD = "slapd-test-root"
+ROOT_PASSWORD = "slapd-test-root"  # noqa: S105 - of a throwaway loopback directory
 
 INSTALL_HINT = "slapd is not installed: run scripts/install-slapd (needs root or sudo)"
 
@@ -148,7 +149,7 @@ def free_port() -> int:
     """
     low = min(_ephemeral_low(), 65536) - 1
     for _ in range(100):
-        port = random.randrange(max(1025, low - 12000), low)
+        port = random.randrange(max(1025, low - 12000), low)  # noqa: S311 - a port, not a secret
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -179,7 +180,7 @@ class Slapd:
         indexes: Sequence[str] = (),
         max_size: int = 100 * 1024 * 1024,
         debug: str = "none",
-    ):
+    ) -> None:
         self.workdir = Path(workdir)
         self.extra_ldif = extra_ldif
         self.ldif = LDIF if ldif is None else Path(ldif)
@@ -216,7 +217,7 @@ class Slapd:
         """The process id of the running slapd, else None."""
         return self._process.pid if self.running and self._process is not None else None
 
-    def settings(self, **overrides: Any) -> DirectorySettings:
+    def settings(self, **overrides: Unpack[SettingsChanges]) -> DirectorySettings:
         """DirectorySettings for the service account on this instance."""
         settings = DirectorySettings(
             url=self.url,
@@ -324,8 +325,10 @@ class Slapd:
         return False
 
     def _accepts_bind(self) -> bool:
-        from ldap3 import Connection, Server  # after frontend.directory.ldap
-        from ldap3.core.exceptions import LDAPException
+        # After frontend.directory.ldap, which imports ldap3 with its import-time
+        # warning silenced (a top-level import would be sorted before it).
+        from ldap3 import Connection, Server  # noqa: PLC0415
+        from ldap3.core.exceptions import LDAPException  # noqa: PLC0415
 
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
@@ -338,10 +341,8 @@ class Slapd:
         except LDAPException:
             return False
         finally:
-            try:
-                conn.unbind()
-            except LDAPException:
-                pass  # probing only
+            with contextlib.suppress(LDAPException):
+                conn.unbind()  # probing only
 
     def _read_log(self) -> str:
         try:

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
@@ -40,7 +40,7 @@ from frontend.loadtest.ldif import (
     store_dn,
 )
 from frontend.loadtest.procs import Child, ChildError, free_port
-from frontend.loadtest.scenario import server_names
+from frontend.loadtest.scenario import MIN_REPLICAS, server_names
 from frontend.loadtest.slapd import (
     BASE_DN,
     CONFIG_DN,
@@ -54,6 +54,11 @@ from frontend.loadtest.slapd import (
     find_slapd,
 )
 from frontend.loadtest.tomlwrite import to_toml
+
+if TYPE_CHECKING:
+    import ldap3
+
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = [
     "FOLDER",
@@ -91,7 +96,7 @@ class StackPlan:
     spares: int = 1
 
     def __post_init__(self) -> None:
-        if not 2 <= self.replicas <= MAX_REPLICAS:
+        if not MIN_REPLICAS <= self.replicas <= MAX_REPLICAS:
             raise ValueError(f"replicas must be in 2..{MAX_REPLICAS}, got {self.replicas}")
         if self.directory not in ("auto", "slapd", "ldaptor"):
             raise ValueError(f"directory must be auto, slapd or ldaptor, got {self.directory!r}")
@@ -100,7 +105,9 @@ class StackPlan:
 class _Directory:
     """The running directory: slapd, or ldaptor in a child process."""
 
-    def __init__(self, kind: str, url: str, admin: tuple[str, str], stop: Callable[[], Any]):
+    def __init__(
+        self, kind: str, url: str, admin: tuple[str, str], stop: Callable[[], object]
+    ) -> None:
         self.kind = kind
         self.url = url
         self.admin_dn, self.admin_password = admin
@@ -128,8 +135,15 @@ def _start_directory(
     port = free_port()
     child = Child(
         "ldaptor",
-        [sys.executable, "-m", "frontend.loadtest.ldaptor_child", "--ldif", str(ldif)]
-        + ["--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "frontend.loadtest.ldaptor_child",
+            "--ldif",
+            str(ldif),
+            "--port",
+            str(port),
+        ],
         workdir,
         REPO,
     )
@@ -200,8 +214,16 @@ class LiveStack:
         access = self.workdir / "access.log"
         self._serve = Child(
             "serve",
-            [sys.executable, "-m", "frontend", "serve", "--config", str(self.config_path)]
-            + ["--access-log", str(access)],
+            [
+                sys.executable,
+                "-m",
+                "frontend",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--access-log",
+                str(access),
+            ],
             self.workdir,
             REPO,
         )
@@ -258,7 +280,8 @@ class LiveStack:
         )
 
     def _config(self) -> str:
-        assert self._directory is not None
+        if self._directory is None:
+            raise StackError("the directory is not running")
         return to_toml(
             {
                 "frontend": {
@@ -308,11 +331,13 @@ class LiveStack:
 
     # -- changes while the reactor runs ----------------------------------------
 
-    def _ldap_write(self, operation: Callable[[Any], bool], what: str) -> None:
+    def _ldap_write(self, operation: Callable[[ldap3.Connection], bool], what: str) -> None:
         """Run ``operation(connection)`` as the directory's administrator (in a thread)."""
-        from ldap3 import NONE, Connection, Server  # imported (warnings silenced) already
+        # Imported (its warning silenced) by frontend.directory.ldap already.
+        from ldap3 import NONE, Connection, Server  # noqa: PLC0415
 
-        assert self._directory is not None
+        if self._directory is None:
+            raise StackError(f"{what}: the directory is not running")
         conn = Connection(
             Server(self._directory.url, connect_timeout=10, get_info=NONE),
             self._directory.admin_dn,
@@ -326,7 +351,7 @@ class LiveStack:
         finally:
             conn.unbind()
 
-    async def add_replica(self, reactor: Any, host: str) -> None:
+    async def add_replica(self, reactor: IServeReactor, host: str) -> None:
         """Give ``host`` a public store of the tree (the directory now lists it)."""
         attributes = store_attributes(host)
         await deferToThreadPool(
@@ -337,7 +362,7 @@ class LiveStack:
             f"adding the store of {host}",
         )
 
-    async def remove_replica(self, reactor: Any, host: str) -> None:
+    async def remove_replica(self, reactor: IServeReactor, host: str) -> None:
         """Delete ``host``'s public store of the tree."""
         await deferToThreadPool(
             reactor,
@@ -348,11 +373,12 @@ class LiveStack:
         )
 
     def _count_reloads(self) -> tuple[int, bool]:
-        assert self._serve is not None
+        if self._serve is None:
+            raise StackError("feproxy serve is not running")
         text = self._serve.stderr_path.read_text(errors="replace")
         return text.count(_RELOADED), _NOT_RELOADED in text
 
-    async def reload(self, reactor: Any, timeout: float = 15.0) -> None:
+    async def reload(self, reactor: IServeReactor, timeout: float = 15.0) -> None:
         """SIGHUP the front end (its caches empty) and wait until it has reloaded."""
         if self._serve is None or not self._serve.running:
             raise StackError("feproxy serve is not running")

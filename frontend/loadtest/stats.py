@@ -25,6 +25,8 @@ _EPSILON: Final = 1e-15
 _TINY: Final = 1e-300
 _MAX_ITERATIONS: Final = 100_000
 
+_PERCENT: Final = 100.0
+
 
 def _log_prefactor(a: float, x: float) -> float:
     """``log(x**a * exp(-x) / Γ(a))``, the factor common to series and fraction."""
@@ -104,7 +106,7 @@ def chi_square_evenness(counts: Sequence[int]) -> tuple[float, int, float]:
     """
     total = sum(counts)
     k = len(counts)
-    if k < 2 or total == 0:
+    if k <= 1 or total == 0:
         return 0.0, 0, 1.0
     expected = total / k
     statistic = sum((c - expected) ** 2 for c in counts) / expected
@@ -116,9 +118,9 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     linearly between closest ranks; NaN when ``ordered`` is empty."""
     if not ordered:
         return math.nan
-    if not 0 <= q <= 100:
+    if not 0 <= q <= _PERCENT:
         raise ValueError(f"percentile must be in 0..100, got {q}")
-    rank = (len(ordered) - 1) * q / 100.0
+    rank = (len(ordered) - 1) * q / _PERCENT
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)

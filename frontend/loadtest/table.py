@@ -35,8 +35,12 @@ def _n(x: int | None) -> str:
     return "-" if x is None else f"{x:,}"
 
 
+#: Smaller p-values are written in scientific notation.
+_SMALLEST_FIXED = 1e-4
+
+
 def _p(x: float) -> str:
-    return f"{x:.4f}" if x >= 1e-4 else f"{x:.1e}"
+    return f"{x:.4f}" if x >= _SMALLEST_FIXED else f"{x:.1e}"
 
 
 def _heading(report: Report) -> str:
@@ -178,9 +182,8 @@ def _side_by_side(runs: Sequence[Run]) -> list[str]:
 
     lines = block("before the change" if runs[0].after else "distribution", lambda r: r.before)
     moves = [r.movement for r in runs]
-    if all(m is not None for m in moves):
-        first = moves[0]
-        assert first is not None
+    first = moves[0]
+    if first is not None and all(m is not None for m in moves):
         lines += block(f"after the change: {first.description}", lambda r: r.after)
         rows = [
             ["moved users", *(_pct(m.moved_fraction) for m in moves if m)],

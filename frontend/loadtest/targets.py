@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any, Protocol
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import treq
@@ -30,6 +32,11 @@ from twisted.web.client import Agent
 from frontend.loadtest.driver import Credential
 from frontend.loadtest.scenario import Change
 from frontend.loadtest.stack import LiveStack, StackError
+
+if TYPE_CHECKING:
+    from treq._types import _ITreqReactor
+
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = [
     "RemoteTarget",
@@ -56,11 +63,11 @@ class Target(Protocol):
     spare: str | None  # the server an ``add`` gives a replica to
     changes: frozenset[str]  # the change scenarios supported
 
-    async def apply(self, reactor: Any, change: Change) -> None:
+    async def apply(self, reactor: IServeReactor, change: Change) -> None:
         """Make ``change`` and return once the front end is subject to it."""
         ...
 
-    async def undo(self, reactor: Any) -> None:
+    async def undo(self, reactor: IServeReactor) -> None:
         """Undo what :meth:`apply` did to shared infrastructure (if anything)."""
         ...
 
@@ -84,7 +91,7 @@ def check_loopback_url(url: str, option: str) -> str:
 def read_users_file(path: str, limit: int) -> list[Credential]:
     """The ``login:password`` lines of ``path`` (blank and ``#`` lines skipped)."""
     users: list[Credential] = []
-    with open(path, encoding="utf-8") as lines:
+    with Path(path).open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             text = line.rstrip("\r\n")
             if not text.strip() or text.lstrip().startswith("#"):
@@ -100,16 +107,18 @@ def read_users_file(path: str, limit: int) -> list[Credential]:
     return users
 
 
-async def set_fault(reactor: Any, control_url: str, server: str, mode: str) -> None:
+async def set_fault(reactor: IServeReactor, control_url: str, server: str, mode: str) -> None:
     """``PUT /faults/<server>`` on a stub farm's control API; returns once in force."""
     client = treq.client.HTTPClient(Agent(reactor, connectTimeout=10))
     url = f"{control_url.rstrip('/')}/faults/{quote(server, safe='')}"
     try:
-        response = await client.put(url, json={"mode": mode}, timeout=15, reactor=reactor)
+        response = await client.put(
+            url, json={"mode": mode}, timeout=15, reactor=cast("_ITreqReactor", reactor)
+        )
         body = await treq.content(response)
     except Exception as error:  # connection refused, timeout...: say which call failed
         raise TargetError(f"PUT {url}: {type(error).__name__}") from error
-    if response.code != 200:
+    if response.code != HTTPStatus.OK:
         detail = body.decode("utf-8", "replace").strip()
         raise TargetError(f"PUT {url}: {response.code} {detail}")
 
@@ -129,7 +138,7 @@ class StackTarget:
         self.replicas: tuple[str, ...] | None = stack.replicas
         self.spare: str | None = stack.spares[0] if stack.spares else None
 
-    async def apply(self, reactor: Any, change: Change) -> None:
+    async def apply(self, reactor: IServeReactor, change: Change) -> None:
         """Make the change; see the module docstring."""
         try:
             if change.kind == "add":
@@ -143,7 +152,7 @@ class StackTarget:
         except StackError as error:
             raise TargetError(str(error)) from None
 
-    async def undo(self, reactor: Any) -> None:
+    async def undo(self, reactor: IServeReactor) -> None:
         """Nothing: the whole stack is thrown away."""
 
 
@@ -161,14 +170,14 @@ class RemoteTarget:
         self.changes = frozenset({"fail"}) if control_url else frozenset()
         self._failed: str | None = None
 
-    async def apply(self, reactor: Any, change: Change) -> None:
+    async def apply(self, reactor: IServeReactor, change: Change) -> None:
         """Make ``change.server`` refuse connections through the farm's control API."""
         if change.kind not in self.changes or self._control is None:
             raise TargetError(f"--change {change.kind} is not supported with --target")
         self._failed = change.server
         await set_fault(reactor, self._control, change.server, "refuse")
 
-    async def undo(self, reactor: Any) -> None:
+    async def undo(self, reactor: IServeReactor) -> None:
         """Let the failed server accept connections again."""
         if self._failed is not None and self._control is not None:
             server, self._failed = self._failed, None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TypeGuard
 
 __all__ = ["to_toml"]
 
@@ -22,7 +22,7 @@ def _key(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
 
 
-def _value(value: Any) -> str:
+def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -34,7 +34,7 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
-def _is_table_array(value: Any) -> bool:
+def _is_table_array(value: object) -> TypeGuard[Sequence[Mapping[str, object]]]:
     return (
         isinstance(value, list | tuple)
         and bool(value)
@@ -42,7 +42,7 @@ def _is_table_array(value: Any) -> bool:
     )
 
 
-def _table(name: str, body: Mapping[str, Any], lines: list[str]) -> None:
+def _table(name: str, body: Mapping[str, object], lines: list[str]) -> None:
     """``body``'s keys, then its tables and arrays of tables (``name``: its dotted name)."""
     nested = {k: v for k, v in body.items() if isinstance(v, Mapping) or _is_table_array(v)}
     lines += [f"{_key(k)} = {_value(v)}" for k, v in body.items() if k not in nested]
@@ -53,13 +53,13 @@ def _table(name: str, body: Mapping[str, Any], lines: list[str]) -> None:
         if isinstance(value, Mapping):
             lines.append(f"[{path}]")
             _table(path, value, lines)
-        else:
+        elif _is_table_array(value):
             for item in value:
                 lines.append(f"[[{path}]]")
                 _table(path, item, lines)
 
 
-def to_toml(data: Mapping[str, Any]) -> str:
+def to_toml(data: Mapping[str, object]) -> str:
     """TOML for ``data``: ``tomllib.loads(to_toml(data)) == data`` for the
     shapes above (a non-empty list of mappings is an array of tables)."""
     lines: list[str] = []

@@ -20,11 +20,11 @@ has: a missing or odd value shows as a dash, never as an error.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from twisted.logger import Logger
@@ -43,7 +43,7 @@ _DASH = "\u2014"
 
 def admin_resource(
     metrics: Metrics,
-    status: Callable[[], Mapping[str, Any]],
+    status: Callable[[], Mapping[str, object]],
     *,
     clock: Callable[[], float] = time.time,
 ) -> IResource:
@@ -63,11 +63,11 @@ class AdminResource(Resource):
     def __init__(
         self,
         metrics: Metrics,
-        status: Callable[[], Mapping[str, Any]],
+        status: Callable[[], Mapping[str, object]],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._metrics = metrics
         self._status = status
         self._clock = clock
@@ -98,7 +98,7 @@ class AdminResource(Resource):
         request.setHeader(b"content-type", content_type.encode("ascii"))
         return body
 
-    def _read_status(self) -> Mapping[str, Any] | None:
+    def _read_status(self) -> Mapping[str, object] | None:
         """The status document, or None (logged) when building it failed."""
         try:
             return self._status()
@@ -134,15 +134,15 @@ def _plain(request: Request, code: int, message: str) -> bytes:
 # -- HTML -------------------------------------------------------------------
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
     """``value`` as a finite number, or None (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
-    return number if number == number and abs(number) != float("inf") else None
+    return number if math.isfinite(number) else None
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     """``value`` escaped for HTML; a dash when missing."""
     if value is None or value == "":
         return _DASH
@@ -175,7 +175,7 @@ def _clock_time(t: float, now: float) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _moment(value: Any, now: float) -> str:
+def _moment(value: object, now: float) -> str:
     """A past or future time, with how far it is: ``12:01:00 UTC (2m 10s ago)``."""
     t = _num(value)
     if t is None or not _EARLIEST <= t <= _LATEST:
@@ -192,17 +192,17 @@ def _mark_state(until: float | None, now: float) -> tuple[str, str]:
     return "down", f"unavailable until {_moment(until, now)}"
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _rows(value: Any) -> Iterable[Mapping[str, Any]]:
+def _rows(value: object) -> Iterable[Mapping[str, object]]:
     if isinstance(value, list | tuple):
         return [row for row in value if isinstance(row, Mapping)]
     return []
 
 
-def _backend_rows(data: Mapping[str, Any], now: float) -> tuple[list[str], int]:
+def _backend_rows(data: Mapping[str, object], now: float) -> tuple[list[str], int]:
     """Table rows of every known back end (and marked server), and how many are down."""
     marks = {str(k).lower(): _num(v) for k, v in _mapping(data.get("marks")).items()}
     rows: list[str] = []
@@ -234,7 +234,7 @@ def _backend_rows(data: Mapping[str, Any], now: float) -> tuple[list[str], int]:
     return rows, down
 
 
-def _cache_rows(data: Mapping[str, Any]) -> list[str]:
+def _cache_rows(data: Mapping[str, object]) -> list[str]:
     """Table rows of every cache: entries, hits, misses, hit ratio."""
     rows: list[str] = []
     for c in _rows(data.get("caches")):
@@ -271,7 +271,7 @@ dd { margin-left: 12em; margin-bottom: 0.25em; }
 """
 
 
-def render_status_html(data: Mapping[str, Any], clock_now: float) -> str:
+def render_status_html(data: Mapping[str, object], clock_now: float) -> str:
     """The status page for the status document ``data``.
 
     Times are shown relative to ``data["now"]`` when it is there, else to

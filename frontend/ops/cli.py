@@ -8,12 +8,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from frontend.ops.configfile import load_or_report
 
 if TYPE_CHECKING:
-    pass
+    from frontend.ops.reactor import IServeReactor
+    from frontend.ops.service import FrontEndService
 
 __all__ = ["main"]
 
@@ -72,12 +74,13 @@ def _check(path: str) -> int:
     return 0
 
 
-def _serve(args: Any) -> int:
-    from twisted.internet import reactor
-
+def _serve(args: argparse.Namespace) -> int:
     from frontend.ops.logs import start_logging
+    from frontend.ops.reactor import global_reactor
     from frontend.ops.service import FrontEndService
     from frontend.proxy import NO_ACCESS_LOG
+
+    reactor = global_reactor()
 
     config = load_or_report(args.config)
     if config is None:
@@ -92,12 +95,12 @@ def _serve(args: Any) -> int:
         inherited[desc] = int(fd)
     if args.access_log == "-":
         access = sys.stdout
-    elif args.access_log == "off":
-        access = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open for the process' life
     else:
-        access = open(args.access_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process' life
+        # Open for the process' life: no context manager to close it.
+        path = os.devnull if args.access_log == "off" else args.access_log
+        access = Path(path).open("a", encoding="utf-8")  # noqa: SIM115
     logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
-    reactor.addSystemEventTrigger("after", "shutdown", logging.flush)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("after", "shutdown", logging.flush)
     service = FrontEndService(
         config,
         reactor,
@@ -108,16 +111,16 @@ def _serve(args: Any) -> int:
     )
     exit_code: list[int] = []
 
-    def on_hup(signum: int, frame: Any) -> None:
-        reactor.callFromThread(service.reload, args.config)  # type: ignore[attr-defined]
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reactor.callFromThread(service.reload, args.config)
 
     signal.signal(signal.SIGHUP, on_hup)
-    reactor.callWhenRunning(_start, service, reactor, exit_code)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(_start, service, reactor, exit_code)
+    reactor.run()
     return exit_code[0] if exit_code else 0
 
 
-def _start(service: Any, reactor: Any, exit_code: list[int]) -> None:
+def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
     from twisted.logger import Logger
 
     from frontend.ops.workers import RELAYED

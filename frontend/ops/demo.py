@@ -8,17 +8,23 @@ conf/topology.toml; the front end serves conf/feproxy.toml.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from frontend.config import Config
 from frontend.errors import ConfigError
 
-__all__ = ["run_demo", "CONF", "BANNER"]
+if TYPE_CHECKING:
+    from backend_stub.topology import Topology
+    from frontend.ops.reactor import IServeReactor
+
+__all__ = ["BANNER", "CONF", "run_demo"]
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -43,34 +49,34 @@ Stop with Ctrl-C.
 """
 
 
-def run_demo(args: Any) -> int:
-    from twisted.internet import reactor
-
+def run_demo(args: argparse.Namespace) -> int:
     from backend_stub.topology import load_topology
     from frontend.ops.configfile import load_or_report
     from frontend.ops.logs import start_logging
+    from frontend.ops.reactor import global_reactor
 
+    reactor = global_reactor()
     config = load_or_report(args.config)
     if config is None:
         return 1
     topology = load_topology(args.topology)
     start_logging(level="info")
-    failed: list[BaseException] = []
+    failed: list[Failure] = []
 
-    def fail(f: Any) -> None:
+    def fail(f: Failure) -> None:
         log.failure("the demo could not start", f)
-        failed.append(f.value)
-        reactor.stop()  # type: ignore[attr-defined]
+        failed.append(f)
+        reactor.stop()
 
     def go() -> None:
         defer.ensureDeferred(_start(reactor, config, topology, args.ldif)).addErrback(fail)
 
-    reactor.callWhenRunning(go)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(go)
+    reactor.run()
     return 1 if failed else 0
 
 
-async def _start(reactor: Any, config: Config, topology: Any, ldif: str) -> None:
+async def _start(reactor: IServeReactor, config: Config, topology: Topology, ldif: str) -> None:
     from backend_stub.farm import StubFarm
     from frontend.ops.demo_directory import start_demo_directory
     from frontend.ops.service import FrontEndService

@@ -16,14 +16,14 @@ LDIF does so).  Its ``userPassword`` values are compared in clear text (or
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTCP
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.python import components
 from twisted.python.failure import Failure
@@ -53,7 +53,7 @@ __all__ = [
 
 #: The service account of conf/directory.ldif.
 DEMO_BIND_DN = "cn=feproxy,cn=Users,dc=example,dc=com"
-DEMO_BIND_PASSWORD = "feproxy-service"
+DEMO_BIND_PASSWORD = "feproxy-service"  # noqa: S105 - the demo LDIF's, documented in README
 DEMO_NETBIOS_DOMAIN = "EXAMPLE"
 
 
@@ -76,7 +76,7 @@ class _DirectoryFactory(ServerFactory):
 
     protocol = _TrackingLDAPServer
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any) -> None:  # noqa: ANN401 - ldaptor's entry: ldaptor has no types
         self.root = root
         self.connections: set[_TrackingLDAPServer] = set()
 
@@ -107,13 +107,12 @@ class DemoDirectory:
         bind_dn: str = DEMO_BIND_DN,
         bind_password: str = DEMO_BIND_PASSWORD,
         netbios_domain: str | None = DEMO_NETBIOS_DOMAIN,
-        **overrides: Any,
     ) -> DirectorySettings:
         """DirectorySettings that reach this directory as the service account.
 
         ``config_dn`` defaults to the base DN, as the front end's config does.
         """
-        settings = DirectorySettings(
+        return DirectorySettings(
             url=self.url,
             bind_dn=bind_dn,
             bind_password=bind_password,
@@ -121,19 +120,18 @@ class DemoDirectory:
             config_dn=config_dn or self.base_dn,
             netbios_domain=netbios_domain,
         )
-        return replace(settings, **overrides) if overrides else settings
 
     def stop(self) -> Deferred[None]:
         """Stop listening and drop the open connections."""
         for protocol in list(self._factory.connections):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
-        d: Deferred[Any] = maybeDeferred(self._listening.stopListening)
+        d: Deferred[object] = maybeDeferred(self._listening.stopListening)
         return d.addCallback(lambda _: None)
 
 
 def start_demo_directory(
-    reactor: Any,
+    reactor: IReactorTCP,
     ldif_path: str | Path,
     port: int = 0,
     interface: str = "127.0.0.1",
@@ -143,17 +141,18 @@ def start_demo_directory(
     ``port`` 0 picks a free port (see ``DemoDirectory.port``).  The file is
     small and read once at start-up.
     """
-    with open(ldif_path, "rb") as ldif:
+    with Path(ldif_path).open("rb") as ldif:
         loaded: Deferred[Any] = inmemory.fromLDIFFile(ldif)
 
-    def listen(root: Any) -> Deferred[DemoDirectory]:
+    def listen(root: Any) -> Deferred[DemoDirectory]:  # noqa: ANN401 - ldaptor has no types
         factory = _DirectoryFactory(root)
         endpoint = TCP4ServerEndpoint(reactor, port, interface=interface)
         listening: Deferred[IListeningPort] = endpoint.listen(factory)
 
         def started(listener: IListeningPort) -> DemoDirectory:
             address = listener.getHost()
-            assert isinstance(address, IPv4Address)
+            if not isinstance(address, IPv4Address):  # a TCP4ServerEndpoint's port
+                raise TypeError(f"expected an IPv4 address, got {address!r}")
             return DemoDirectory(
                 host=interface,
                 port=address.port,

@@ -15,7 +15,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 from twisted.application.service import IService, Service
@@ -36,6 +36,9 @@ from twisted.internet.interfaces import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -168,7 +171,7 @@ class ListeningService(Service):
 
 
 def make_listener(
-    desc: str, factory: IProtocolFactory, reactor: Any, fd: int | None = None
+    desc: str, factory: IProtocolFactory, reactor: IServeReactor, fd: int | None = None
 ) -> Listener:
     """A listening service for ``desc`` serving ``factory``.
 
@@ -199,5 +202,8 @@ def make_listener(
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )
+if TYPE_CHECKING:
+    from frontend.ops.reactor import IServeReactor
+
     service = ListeningService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
     return Listener(desc, service, tls)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     ILogFilterPredicate,
     ILogObserver,
+    LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
     PredicateResult,
@@ -22,7 +24,7 @@ from zope.interface import implementer
 
 from frontend.proxy.accesslog import format_access, is_access_event
 
-__all__ = ["Logging", "start_logging", "LEVELS"]
+__all__ = ["LEVELS", "Logging", "start_logging"]
 
 LEVELS = {
     "debug": LogLevel.debug,
@@ -39,13 +41,18 @@ class _Writer:
 
     FLUSH_DELAY = 0.2
 
-    def __init__(self, stream: IO[str], render: Any, clock: Any = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        render: Callable[[LogEvent], str],
+        clock: IReactorTime | None = None,
+    ) -> None:
         self._stream = stream
         self._render = render
         self._clock = clock
-        self._pending: Any = None
+        self._pending: IDelayedCall | None = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: LogEvent) -> None:
         text = self._render(event)
         if text:
             self._stream.write(text if text.endswith("\n") else text + "\n")
@@ -68,7 +75,7 @@ class _AccessPredicate:
     def __init__(self, if_access: PredicateResult, otherwise: PredicateResult) -> None:
         self._answers = (otherwise, if_access)
 
-    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+    def __call__(self, event: LogEvent) -> PredicateResult:
         return self._answers[is_access_event(event)]
 
 
@@ -82,7 +89,7 @@ class Logging:
     the access stream holds; call it at shutdown.
     """
 
-    access: Callable[[dict[str, Any]], None]
+    access: Callable[[LogEvent], None]
     flush: Callable[[], None]
 
 
@@ -92,7 +99,7 @@ def start_logging(
     errors: IO[str] = sys.stderr,
     level: str = "info",
     json: bool = False,
-    clock: Any = None,
+    clock: IReactorTime | None = None,
 ) -> Logging:
     """Send access events to ``access`` and everything else to ``errors``.
 
@@ -101,16 +108,16 @@ def start_logging(
     """
     if json:
 
-        def render_access(e: dict[str, Any]) -> str:
+        def render_access(e: LogEvent) -> str:
             return eventAsJSON(e)
 
         render_other = render_access
     else:
 
-        def render_access(e: dict[str, Any]) -> str:
+        def render_access(e: LogEvent) -> str:
             return format_access(e)
 
-        def render_other(e: dict[str, Any]) -> str:
+        def render_other(e: LogEvent) -> str:
             return formatEventAsClassicLogText(e) or ""
 
     only_access = _AccessPredicate(PredicateResult.yes, PredicateResult.no)

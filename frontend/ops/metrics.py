@@ -37,7 +37,6 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -48,6 +47,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.utils import floatToGoString
+
+from frontend.directory.interfaces import CacheStats
 
 __all__ = ["DURATION_BUCKETS", "Metrics"]
 
@@ -69,14 +70,14 @@ DURATION_BUCKETS: tuple[float, ...] = (
     30.0,
     60.0,
 )
-_LE = tuple(floatToGoString(b) for b in DURATION_BUCKETS) + ("+Inf",)
+_LE = (*tuple(floatToGoString(b) for b in DURATION_BUCKETS), "+Inf")
 
 # A histogram series: one count per bucket (not cumulative; the last one is
 # +Inf), then the sum of the observed values.
 _Series = list[float]
 
 
-def _observe(table: dict[Any, _Series], key: Any, seconds: float) -> None:
+def _observe(table: dict[str, _Series], key: str, seconds: float) -> None:
     """Count ``seconds`` in the histogram series ``table[key]``."""
     series = table.get(key)
     if series is None:
@@ -85,7 +86,7 @@ def _observe(table: dict[Any, _Series], key: Any, seconds: float) -> None:
     series[-1] += seconds
 
 
-def _histogram(name: str, doc: str, label: str, table: dict[Any, _Series]) -> Metric:
+def _histogram(name: str, doc: str, label: str, table: dict[str, _Series]) -> Metric:
     family = HistogramMetricFamily(name, doc, labels=[label])
     for key, series in list(table.items()):
         buckets: list[tuple[str, float]] = []
@@ -102,7 +103,7 @@ class Metrics:
 
     ``marks`` gives the current unavailable marks (server -> expiry time on
     ``clock``); ``caches`` gives the current caches, each with ``name``,
-    ``hits``, ``misses`` and a length (:class:`frontend.lookups.CachedLookup`).
+    ``hits``, ``misses`` and a length (:class:`frontend.directory.interfaces.CacheStats`).
     Both are called at every scrape, so they may change (a reload rebuilds the
     caches).
     """
@@ -111,7 +112,7 @@ class Metrics:
         self,
         *,
         marks: Callable[[], Mapping[str, float]] = dict,
-        caches: Callable[[], Iterable[Any]] = tuple,
+        caches: Callable[[], Iterable[CacheStats]] = tuple,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._marks = marks
@@ -149,7 +150,7 @@ class Metrics:
         server = server.lower()
         self._marked[server] = self._marked.get(server, 0) + 1
 
-    def ldap_query(self, operation: str, seconds: float, ok: bool) -> None:
+    def ldap_query(self, operation: str, seconds: float, *, ok: bool) -> None:
         """Count one directory query: its operation, time, and whether it succeeded."""
         key = (operation, ok)
         self._ldap[key] = self._ldap.get(key, 0) + 1
@@ -220,11 +221,11 @@ def _counter(name: str, doc: str, label: str, table: dict[str, int]) -> Metric:
     return family
 
 
-def _cache_families(caches: Iterable[Any]) -> Iterator[Metric]:
+def _cache_families(caches: Iterable[CacheStats]) -> Iterator[Metric]:
     """Hits, misses and entries per cache; caches sharing a name are summed."""
     totals: dict[str, list[int]] = {}
     for cache in caches:
-        t = totals.setdefault(str(cache.name), [0, 0, 0])
+        t = totals.setdefault(cache.name, [0, 0, 0])
         t[0] += cache.hits
         t[1] += cache.misses
         t[2] += len(cache)

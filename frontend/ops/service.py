@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL, crypto
 from twisted.application.service import MultiService
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import LogEvent, Logger
+from twisted.web.http import Request
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from frontend.config import Config, load_config
+from frontend.config import Config, DirectorySettings, load_config
 from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import ConfigError
 from frontend.ops.admin import admin_resource
@@ -21,7 +25,11 @@ from frontend.proxy import FrontEnd, Runtime
 from frontend.routing.marks import UnavailableMarks
 from frontend.wire.server import ClientLimits, FrontEndFactory
 
-__all__ = ["QuietSite", "FrontEndService"]
+if TYPE_CHECKING:
+    from frontend.directory.interfaces import CacheStats, Directory
+    from frontend.ops.reactor import IServeReactor
+
+__all__ = ["FrontEndService", "QuietSite"]
 
 log = Logger()
 
@@ -31,7 +39,10 @@ class QuietSite(Site):
 
     noisy = False
 
-    def log(self, request: Any) -> None:
+    def __init__(self, resource: IResource, reactor: IReactorTime) -> None:
+        Site.__init__(self, resource, reactor=reactor)
+
+    def log(self, request: Request) -> None:
         pass
 
 
@@ -45,16 +56,17 @@ class FrontEndService(MultiService):
     def __init__(
         self,
         config: Config,
-        reactor: Any,
+        reactor: IServeReactor,
         config_path: str | None = None,
         inherited: dict[str, int] | None = None,
+        *,
         admin: bool = True,
-        access: Any = None,
+        access: Callable[[LogEvent], None] | None = None,
     ) -> None:
         """``inherited`` maps listener descriptions to the listening sockets a
         ``--workers`` master opened; ``admin`` False skips the admin listeners;
         ``access`` receives the access events (default: the global log publisher)."""
-        super().__init__()
+        MultiService.__init__(self)
         self._inherited = inherited or {}
         self._serve_admin = admin
         self._reactor = reactor
@@ -65,10 +77,10 @@ class FrontEndService(MultiService):
         self.metrics = Metrics(
             marks=self.marks.snapshot, caches=self._caches, clock=reactor.seconds
         )
-        self._directory: Any = None
-        self._directory_settings: Any = None
+        self._directory: Directory | None = None
+        self._directory_settings: DirectorySettings | None = None
         self._watcher: DirectoryWatcher | None = None
-        self._retired: list[Any] = []
+        self._retired: list[Directory] = []
         self.runtime = Runtime.build(
             config, reactor, self.marks, directory=self._directory_for(config)
         )
@@ -95,7 +107,7 @@ class FrontEndService(MultiService):
         directory_timeout = config.directory.timeout if config.directory is not None else 0.0
         self.limits.answer_timeout = fe.connect_timeout + fe.response_timeout + directory_timeout
 
-    def _caches(self) -> tuple[Any, ...]:
+    def _caches(self) -> tuple[CacheStats, ...]:
         lookups = self.runtime.lookups
         return lookups.caches if lookups is not None else ()
 
@@ -114,7 +126,7 @@ class FrontEndService(MultiService):
         return self.runtime.config
 
     def _set_listeners(
-        self, current: dict[str, Listener], wanted: tuple[str, ...], factory: Any
+        self, current: dict[str, Listener], wanted: tuple[str, ...], factory: IProtocolFactory
     ) -> None:
         """Open listeners new in ``wanted``, close those gone, reload kept TLS ones."""
         for desc in list(current):
@@ -132,11 +144,11 @@ class FrontEndService(MultiService):
                 try:
                     kept.tls.reload()
                 except (OSError, ValueError, SSL.Error, crypto.Error) as e:
-                    log.error(
+                    log.error(  # noqa: TRY400 - twisted.logger; the reason is in the message
                         "{desc}: certificate not reloaded, keeping the old one: {e}", desc=desc, e=e
                     )
 
-    def _directory_for(self, config: Config) -> Any:
+    def _directory_for(self, config: Config) -> Directory | None:
         """The directory client for ``config``: kept while its settings are unchanged.
 
         A replaced client is stopped a response timeout later, when requests
@@ -151,23 +163,23 @@ class FrontEndService(MultiService):
         self._directory_settings = settings
         self._directory = self._watcher = None
         if settings is not None:
-            from frontend.directory.ldap import LdapDirectory
+            # ldap3 is imported only by a front end that has a directory.
+            from frontend.directory.ldap import LdapDirectory  # noqa: PLC0415
 
-            self._directory = LdapDirectory(
-                settings, self._reactor, observe=self.metrics.ldap_query
-            )
+            directory = LdapDirectory(settings, self._reactor, observe=self.metrics.ldap_query)
+            self._directory = directory
             self._watcher = DirectoryWatcher(
-                self._directory, settings.poll_interval, self._directory_changed, self._reactor
+                directory, settings.poll_interval, self._directory_changed, self._reactor
             )
             if self.running:
-                self._directory.start()
+                directory.start()
                 self._watcher.startService()
         if old is not None:
             self._retired.append(old)
             self._reactor.callLater(config.frontend.response_timeout, self._retire, old)
         return self._directory
 
-    def _retire(self, directory: Any) -> None:
+    def _retire(self, directory: Directory) -> None:
         if directory in self._retired:
             self._retired.remove(directory)
             directory.stop()
@@ -182,7 +194,7 @@ class FrontEndService(MultiService):
             self._directory.start()
         if self._watcher is not None:
             self._watcher.startService()
-        super().startService()
+        MultiService.startService(self)
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop accepting, let requests in flight finish (up to stop_timeout),
@@ -204,7 +216,9 @@ class FrontEndService(MultiService):
         try:
             config = load_config(path)
         except ConfigError as e:
-            log.error("configuration not reloaded, keeping the old one: {e}", e=e)
+            log.error(  # noqa: TRY400 - twisted.logger; the reason is in the message
+                "configuration not reloaded, keeping the old one: {e}", e=e
+            )
             return False
         self.marks.duration = config.frontend.unavailable_for
         old = self.runtime

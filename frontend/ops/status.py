@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
+
+from twisted.internet.interfaces import IReactorTime
 
 from frontend import __version__
+from frontend.config import Config
+from frontend.proxy import FrontEnd, Runtime
+from frontend.routing.marks import UnavailableMarks
 
-__all__ = ["build_status"]
+__all__ = ["StatusSource", "build_status"]
 
 
-def build_status(service: Any) -> dict[str, Any]:
+class StatusSource(Protocol):
+    """What the status reads of a running front end (a FrontEndService)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def clock(self) -> IReactorTime: ...
+    @property
+    def marks(self) -> UnavailableMarks: ...
+    @property
+    def frontend(self) -> FrontEnd: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def config_path(self) -> str: ...
+    @property
+    def loaded_at(self) -> float: ...
+    @property
+    def started_at(self) -> float: ...
+
+
+def build_status(service: StatusSource) -> dict[str, object]:
     """What an operator wants to see: every known back end and its mark, caches,
     the configuration file and when it was loaded, the version.
 
@@ -24,7 +50,7 @@ def build_status(service: Any) -> dict[str, Any]:
     names: dict[str, str] = {}
     for name in [*config.hosts, *(s for v in config.vdirs for s in v.servers), *seen, *marks]:
         names.setdefault(name.lower(), name)
-    backends = []
+    backends: list[dict[str, object]] = []
     for key, name in sorted(names.items()):
         last = seen.get(name) or seen.get(key)
         backends.append(

@@ -17,6 +17,7 @@ its metrics are that worker's.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
 
 from frontend.config import Config
 from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
@@ -55,7 +56,9 @@ def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
     return sockets
 
 
-def _worker_command(args: Any, index: int, sockets: dict[str, socket.socket]) -> list[str]:
+def _worker_command(
+    args: argparse.Namespace, index: int, sockets: dict[str, socket.socket]
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -77,7 +80,7 @@ def _worker_command(args: Any, index: int, sockets: dict[str, socket.socket]) ->
     return command
 
 
-def run_master(args: Any, config: Config) -> int:
+def run_master(args: argparse.Namespace, config: Config) -> int:
     """Open the sockets, run the workers, relay signals; returns the exit status."""
     try:
         sockets = [open_sockets(config.frontend.listen) for _ in range(args.workers)]
@@ -101,7 +104,7 @@ def run_master(args: Any, config: Config) -> int:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
 
-    def relay(signum: int, frame: Any) -> None:
+    def relay(signum: int, _frame: FrameType | None) -> None:
         if signum != signal.SIGHUP:
             stopping.append(signum)
         for w in workers:

@@ -15,29 +15,29 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from frontend.config import VirtualDirectory
+from frontend.directory.interfaces import UserEntry
 from frontend.errors import BadRequest, Forbidden, NotFound, ReferralLoop
 from frontend.routing.hashing import HashPolicy
 
 __all__ = [
-    "Target",
-    "Route",
-    "parse_target",
-    "match_vdir",
-    "static_route",
     "MailboxLogon",
-    "mailbox_logon",
-    "implicit_target",
+    "Route",
+    "Target",
     "check_mailbox_owner",
+    "folder_keys",
+    "implicit_target",
+    "mailbox_logon",
     "mailbox_route",
+    "match_vdir",
+    "parse_replica_servers",
+    "parse_target",
     "public_order",
     "public_route",
-    "parse_replica_servers",
     "referral_candidates",
-    "folder_keys",
+    "static_route",
 ]
 
 
@@ -91,40 +91,52 @@ def parse_target(raw: bytes) -> Target:
     if _BAD_PATH_BYTE.search(path):
         raise BadRequest("The request path holds characters that are not allowed.")
     if b"%" not in path and b";" not in path:
-        # The common case, checked at once: visible ASCII (checked above),
-        # nothing encoded, no parameters.
-        plain = path[1:].decode("ascii").split("/")
-        if plain[-1] == "":
-            plain.pop()  # trailing slash
-        if "" in plain:
-            raise BadRequest("The request path has empty or encoded-slash segments.")
-        if "." in plain or ".." in plain:
-            raise BadRequest("The request path holds dot-segments.")
-        return Target(raw=raw, path=path, query=query if sep else None, segments=tuple(plain))
+        segments = _plain_segments(path)
+    else:
+        segments = tuple(_decoded_segment(part) for part in _parts(path))
+    return Target(raw=raw, path=path, query=query if sep else None, segments=segments)
+
+
+def _plain_segments(path: bytes) -> tuple[str, ...]:
+    """The common case, checked at once: visible ASCII (checked already),
+    nothing encoded, no parameters."""
+    plain = path[1:].decode("ascii").split("/")
+    if plain[-1] == "":
+        plain.pop()  # trailing slash
+    if "" in plain:
+        raise BadRequest("The request path has empty or encoded-slash segments.")
+    if "." in plain or ".." in plain:
+        raise BadRequest("The request path holds dot-segments.")
+    return tuple(plain)
+
+
+def _parts(path: bytes) -> list[bytes]:
     parts = path[1:].split(b"/")
     if parts and parts[-1] == b"":
         parts.pop()  # trailing slash
-    segments: list[str] = []
-    for part in parts:
-        if not part:
-            raise BadRequest("The request path has empty or encoded-slash segments.")
-        decoded = unquote_to_bytes(part) if b"%" in part else part
-        if b"/" in decoded or b"\\" in decoded:
-            raise BadRequest("The request path has empty or encoded-slash segments.")
-        if decoded is not part and _CONTROL_BYTE.search(decoded):
-            raise BadRequest("The request path holds control characters.")
-        try:
-            text = decoded.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("The request path is not valid UTF-8.") from None
-        if text.split(";", 1)[0] in (".", ".."):
-            raise BadRequest("The request path holds dot-segments.")
-        if _DOUBLE_ENCODED.search(text):
-            # A back end (or a filter in front of it) that decodes twice
-            # would read a dot, a slash or a backslash here.
-            raise BadRequest("The request path holds double-encoded separators.")
-        segments.append(text)
-    return Target(raw=raw, path=path, query=query if sep else None, segments=tuple(segments))
+    return parts
+
+
+def _decoded_segment(part: bytes) -> str:
+    """One percent-decoded path segment, refused when it could be read two ways."""
+    if not part:
+        raise BadRequest("The request path has empty or encoded-slash segments.")
+    decoded = unquote_to_bytes(part) if b"%" in part else part
+    if b"/" in decoded or b"\\" in decoded:
+        raise BadRequest("The request path has empty or encoded-slash segments.")
+    if decoded is not part and _CONTROL_BYTE.search(decoded):
+        raise BadRequest("The request path holds control characters.")
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The request path is not valid UTF-8.") from None
+    if text.split(";", 1)[0] in (".", ".."):
+        raise BadRequest("The request path holds dot-segments.")
+    if _DOUBLE_ENCODED.search(text):
+        # A back end (or a filter in front of it) that decodes twice
+        # would read a dot, a slash or a backslash here.
+        raise BadRequest("The request path holds double-encoded separators.")
+    return text
 
 
 def match_vdir(
@@ -143,7 +155,8 @@ def match_vdir(
         n = len(want)
         if n <= longest or n > len(segments) or (n and want[0] != first):
             continue
-        if n < 2 or tuple(s.lower() for s in segments[1:n]) == want[1:]:
+        # The first segment is compared above: with one, that is all of it.
+        if n <= 1 or tuple(s.lower() for s in segments[1:n]) == want[1:]:
             best, longest = vdir, n
     if best is None:
         return None
@@ -199,7 +212,7 @@ def implicit_target(target: Target, vdir_segment_count: int, alias: str) -> byte
     return new
 
 
-def check_mailbox_owner(owner: Any) -> str:
+def check_mailbox_owner(owner: UserEntry | None) -> str:
     """The owner's mailbox store DN; 404 without a mailbox, 403 without HTTP."""
     if owner is None:
         raise NotFound("No such mailbox.")
@@ -207,7 +220,7 @@ def check_mailbox_owner(owner: Any) -> str:
         raise Forbidden("HTTP access to this mailbox is disabled.")
     if not owner.home_mdb:
         raise NotFound("No such mailbox.")
-    return str(owner.home_mdb)
+    return owner.home_mdb
 
 
 def mailbox_route(

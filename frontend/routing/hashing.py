@@ -51,11 +51,11 @@ from types import MappingProxyType
 from typing import Final, Protocol
 
 __all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "ExchangePolicy",
     "HashPolicy",
     "RendezvousPolicy",
-    "ExchangePolicy",
-    "POLICIES",
-    "DEFAULT_POLICY",
     "choose",
     "exchange_position",
     "policy_named",

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from frontend.config import Config, VirtualDirectory
-from frontend.errors import Forbidden, NotFound
+from frontend.directory.credentials import Authenticator
+from frontend.directory.interfaces import UserEntry
+from frontend.directory.lookups import Lookups
+from frontend.errors import DirectoryUnavailable, Forbidden, NotFound
 from frontend.routing.decisions import (
     Route,
     Target,
@@ -62,8 +64,9 @@ class _RememberedOrders:
 class Router:
     """Routes requests under one configuration.
 
-    ``auth`` (an :class:`~frontend.auth.Authenticator`) is None when the front
-    end does not authenticate; ``lookups`` is None without a directory.
+    ``auth`` is None when the front end does not authenticate; ``lookups`` is
+    None without a directory (then only static virtual directories route:
+    the configuration requires a directory for the others).
     """
 
     def __init__(
@@ -71,8 +74,8 @@ class Router:
         config: Config,
         unavailable: Container[str],
         *,
-        lookups: Any = None,
-        auth: Any = None,
+        lookups: Lookups | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self._config = config
         self._unavailable = unavailable
@@ -82,7 +85,7 @@ class Router:
         self._orders = _RememberedOrders(self._policy, config.frontend.cache_size)
 
     async def route(
-        self, request: ClientRequest, note: Callable[[str, str], None] = lambda k, v: None
+        self, request: ClientRequest, note: Callable[[str, str], None] = lambda _k, _v: None
     ) -> Route:
         """The route for ``request``.
 
@@ -97,7 +100,7 @@ class Router:
         note("vdir", vdir.path)
         if vdir.kind == "static":
             return static_route(vdir, request.target, self._unavailable)
-        user = None
+        user: UserEntry | None = None
         if self._auth is not None:
             user = await self._auth.authenticate(request.authorization)
             note("user", user.login)
@@ -112,9 +115,11 @@ class Router:
         vdir: VirtualDirectory,
         rest: tuple[str, ...],
         request: ClientRequest,
-        user: Any,
+        user: UserEntry | None,
     ) -> Route:
+        lookups = self._need_lookups()
         logon = mailbox_logon(vdir, rest)
+        owner: UserEntry | None
         if logon.address is None:
             if user is None:
                 raise NotFound("Name a mailbox in the path, as in /exchange/<name>/.")
@@ -123,33 +128,44 @@ class Router:
             target = implicit_target(request.target, len(vdir.segments), alias)
         else:
             key = ("mailbox", logon.address.lower())
-            owner = await self._lookups.mailbox.get(key[1])
+            owner = await lookups.mailbox.get(key[1])
             target = request.target.raw
         store = check_mailbox_owner(owner)
-        server = await self._lookups.store_server.get(store)
+        server = await lookups.store_server.get(store)
         return mailbox_route(vdir, target, server, key)
 
-    async def _public(self, vdir: VirtualDirectory, target: Target, user: Any) -> Route:
+    async def _public(
+        self, vdir: VirtualDirectory, target: Target, user: UserEntry | None
+    ) -> Route:
+        lookups = self._need_lookups()
         token: bytes | None = None
         if user is not None:
             token = user.token or user.login.lower().encode("utf-8")
-        referred = self._referred(vdir, target)
+        referred = self._referred(lookups, vdir, target)
         if referred is not None:
             servers = public_order(self._orders, token, referred)
             return public_route(vdir, target, servers, token)
         tree = None if (vdir.tree or "").lower() == "default" else vdir.tree
-        replicas = await self._lookups.tree.get(tree)
+        replicas = await lookups.tree.get(tree)
         home = None
         if tree is None and user is not None and user.home_mdb:
-            home = await self._lookups.public_server.get(user.home_mdb)
+            home = await lookups.public_server.get(user.home_mdb)
         servers = public_order(self._orders, token, replicas, home=home)
         return public_route(vdir, target, servers, token)
 
-    def _referred(self, vdir: VirtualDirectory, target: Target) -> tuple[str, ...] | None:
-        if not len(self._lookups.referral):
+    def _need_lookups(self) -> Lookups:
+        if self._lookups is None:  # a configuration check should have refused this
+            raise DirectoryUnavailable(detail="no directory configured for this virtual directory")
+        return self._lookups
+
+    @staticmethod
+    def _referred(
+        lookups: Lookups, vdir: VirtualDirectory, target: Target
+    ) -> tuple[str, ...] | None:
+        if not len(lookups.referral):
             return None  # the common case: no referral remembered at all
         for key in folder_keys(vdir, target):
-            listed = self._lookups.referral.peek((vdir.path.lower(), key))
+            listed = lookups.referral.peek((vdir.path.lower(), key))
             if listed:
                 return tuple(listed)
         return None
@@ -160,7 +176,7 @@ class Router:
         """A back end referred ``route``'s request to ``listed``: remember the
         list for this folder and say where to go next."""
         key = folder_keys(route.vdir, target)[0]
-        self._lookups.referral.put((route.vdir.path.lower(), key), listed)
+        self._need_lookups().referral.put((route.vdir.path.lower(), key), listed)
         return referral_candidates(self._policy, route, listed, tried)
 
     async def reroute_refused(self, route: Route) -> Route | None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frontend.loadtest.tomlwrite import to_toml
 
-__all__ = ["to_toml", "write_config", "farm_hosts"]
+if TYPE_CHECKING:
+    from tests.support.farm import Farm
+
+__all__ = ["farm_hosts", "to_toml", "write_config"]
 
 
-def farm_hosts(farm: Any) -> dict[str, str]:
+def farm_hosts(farm: Farm) -> dict[str, str]:
     """The farm's host name -> loopback address table."""
     return {s["name"]: s["address"] for s in farm.servers()}
 

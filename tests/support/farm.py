@@ -32,11 +32,11 @@ from frontend.loadtest.procs import Child, ChildError
 
 __all__ = [
     "DEFAULT_TOPOLOGY",
-    "Farm",
-    "FarmError",
     "LOOPBACK_ADDRESSES",
     "READY_LINE",
     "REPO_ROOT",
+    "Farm",
+    "FarmError",
     "clean_farm",
     "farm",
     "free_port",
@@ -159,7 +159,7 @@ class Farm:
         """``DELETE /requests``: forget all records."""
         self._call("DELETE", "/requests")
 
-    def set_fault(self, server: str, mode: str, **params: Any) -> dict[str, Any]:
+    def set_fault(self, server: str, mode: str, **params: object) -> dict[str, Any]:
         """``PUT /faults/<server>``; returns once the fault is in force."""
         body = {"mode": mode, **params}
         path = "/faults/" + urllib.parse.quote(server, safe="")
@@ -183,7 +183,7 @@ class Farm:
             if server["expect"] != default:
                 self.set_expect(server["name"], default)
 
-    def _call(self, method: str, path: str, body: object = None) -> Any:
+    def _call(self, method: str, path: str, body: object = None) -> Any:  # noqa: ANN401 - parsed JSON
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.control_url + path, data, method=method)
         if data is not None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from frontend.loadtest.procs import ChildError, memory_kib, spawn, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ServeProcess", "established_to", "rss_kib", "wait_port", "ROOT"]
+__all__ = ["ROOT", "ServeProcess", "established_to", "rss_kib", "wait_port"]
 
 #: A memory figure of process ``pid`` from /proc, in KiB.
 rss_kib = memory_kib
@@ -72,17 +70,17 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def established_to(pid: int, port: int, local: bool = False) -> int:
+def established_to(pid: int, port: int, *, local: bool = False) -> int:
     """How many ESTABLISHED TCP connections of ``pid`` go to remote ``port``
     (with ``local``: are accepted on local ``port``)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            target = os.readlink(fd)
+            target = str(fd.readlink())
         except OSError:
             continue
         if target.startswith("socket:["):

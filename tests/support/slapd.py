@@ -19,7 +19,6 @@ A machine without slapd fails these fixtures (never skips): run
 
 from __future__ import annotations
 
-import shutil  # noqa: F401 - tests patch slapd_support.shutil.which
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
