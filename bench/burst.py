@@ -59,7 +59,7 @@ def raise_nofile(wanted: int) -> int:
 class _Conn:
     """One connection of the burst, from its ``connect()`` to its response's end."""
 
-    __slots__ = ("sock", "request", "started", "data", "wanted", "status", "sent")
+    __slots__ = ("data", "request", "sent", "sock", "started", "status", "wanted")
 
     def __init__(self, sock: socket.socket, request: bytes, started: float) -> None:
         self.sock = sock

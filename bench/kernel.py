@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+import itertools
 
 __all__ = ["LISTEN_COUNTERS", "listen_backlog", "listen_counters", "parse_netstat", "settings"]
 
@@ -40,7 +41,7 @@ def settings() -> dict[str, str]:
 def parse_netstat(text: str) -> dict[str, int]:
     """The ``TcpExt`` counters of /proc/net/netstat's text (a line of names, a line of values)."""
     lines = [line.split() for line in text.splitlines()]
-    for names, values in zip(lines, lines[1:], strict=False):
+    for names, values in itertools.pairwise(lines):
         if names and names[0] == "TcpExt:" and values and values[0] == "TcpExt:":
             return {n: int(v) for n, v in zip(names[1:], values[1:], strict=True)}
     return {}

@@ -48,9 +48,9 @@ class Sink:
         assert self.result is None, "data after the end"
         self.chunks.append(data)
 
-    def body_end(self, complete: bool, reason: str) -> None:
+    def body_end(self, error: str | None) -> None:
         assert self.result is None, "two ends"
-        self.result = (complete, reason)
+        self.result = (error is None, error or "")
         self.ended.callback(self.result)
 
 
@@ -67,7 +67,7 @@ class Source:
     ) -> None:
         self._length = length
         self._queue = list(pieces)
-        self._end: tuple[bool, str] | None = (True, "") if ends else None
+        self._end: tuple[str | None] | None = (None,) if ends else None
         self.sink: BodySink | None = None
         self.streams = 0  # stream_to calls
         self.paused = False
@@ -103,8 +103,8 @@ class Source:
         self._queue.extend(pieces)
         self._flush()
 
-    def finish(self, complete: bool = True, reason: str = "") -> None:
-        self._end = (complete, reason)
+    def finish(self, error: str | None = None) -> None:
+        self._end = (error,)
         self._flush()
 
     @property

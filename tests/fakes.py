@@ -77,7 +77,7 @@ class FakeResponse:
     def deliver_body(self, sink: Any) -> None:
         if self.body:
             sink.body_data(self.body)
-        sink.body_end(self.error is None, self.error or "")
+        sink.body_end(self.error)
 
     def pause(self) -> None:
         self.paused = True
@@ -125,10 +125,10 @@ class FakeBackends:
             def body_data(self, data: bytes) -> None:
                 parts.append(data)
 
-            def body_end(self, complete: bool, reason: str) -> None:
+            def body_end(self, error: str | None) -> None:
                 s.body, s.body_read = b"".join(parts), True
-                if not complete:
-                    d.errback(BackendFailed(detail=f"body broke off: {reason}"))
+                if error is not None:
+                    d.errback(BackendFailed(detail=f"body broke off: {error}"))
                     return
                 self_answer = backends._answer(s)
                 self_answer.chainDeferred(d)

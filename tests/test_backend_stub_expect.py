@@ -104,7 +104,8 @@ def test_body_sent_anyway_after_an_early_answer_is_discarded_then_closed() -> No
     conn = memory.connect()
     conn.send(REFERRED)
     conn.take()
-    assert conn.transport.write_closed and not conn.transport.disconnecting
+    assert conn.transport.write_closed
+    assert not conn.transport.disconnecting
     conn.send(BODY + b"GET /exchange/alice/ HTTP/1.1\r\nHost: mail\r\n\r\n")
     assert conn.take() == b""
     assert len(memory.records) == 1
@@ -123,7 +124,8 @@ def test_held_mailbox_gets_continue_then_the_answer() -> None:
     assert conn.take().startswith(b"HTTP/1.1 201 Created\r\n")
     [record] = memory.records
     assert _expectations(record) == ("100-continue", True, True, 10)
-    assert not conn.transport.write_closed and not conn.transport.disconnecting
+    assert not conn.transport.write_closed
+    assert not conn.transport.disconnecting
 
 
 def test_blind_mode_continues_at_once_and_refers_after_the_body() -> None:
@@ -135,7 +137,8 @@ def test_blind_mode_continues_at_once_and_refers_after_the_body() -> None:
     assert conn.take() == CONTINUE
     conn.send(BODY)
     answer = conn.take()
-    assert answer.startswith(b"HTTP/1.1 421 ") and b"Connection: close" not in answer
+    assert answer.startswith(b"HTTP/1.1 421 ")
+    assert b"Connection: close" not in answer
     [record] = memory.records
     assert _expectations(record) == ("100-continue", True, True, 10)
 
@@ -171,9 +174,11 @@ def test_spoiling_fault_is_applied_from_the_head(mode: str) -> None:
     answer = conn.take()
     assert b"100 Continue" not in answer
     if mode == "drop":
-        assert answer == b"" and conn.transport.disconnecting
+        assert answer == b""
+        assert conn.transport.disconnecting
     elif mode == "garbage":
-        assert answer.startswith(b"HTTP/1.1 2OO") and conn.transport.disconnecting
+        assert answer.startswith(b"HTTP/1.1 2OO")
+        assert conn.transport.disconnecting
     else:
         assert answer.startswith(b"HTTP/1.1 201 ")
     assert _expectations(memory.records[0]) == ("100-continue", False, False, 0)
@@ -187,7 +192,8 @@ def test_delay_holds_an_early_answer_but_not_continue() -> None:
     referred.send(REFERRED)
     stored = memory.connect()
     stored.send(STORED)
-    assert referred.take() == b"" and stored.take() == CONTINUE
+    assert referred.take() == b""
+    assert stored.take() == CONTINUE
     memory.clock.advance(2.0)
     assert referred.take().startswith(b"HTTP/1.1 421 ")
 
@@ -239,7 +245,8 @@ def test_referral_over_loopback_comes_before_any_body_byte(clean_farm: Farm) -> 
         sock.sendall(REFERRED)
         buffer = bytearray()
         head, body = _read_response(sock, buffer)
-        assert head.startswith(b"HTTP/1.1 421 ") and b"\r\nConnection: close" in head
+        assert head.startswith(b"HTTP/1.1 421 ")
+        assert b"\r\nConnection: close" in head
         assert body.startswith(b"/apps/Projects is held by")
         assert _read_to_end(sock, buffer) == b""  # the server shut its side
     [record] = clean_farm.requests(EX1)
@@ -272,7 +279,8 @@ def test_continue_then_answer_over_loopback_keeps_the_connection(clean_farm: Far
         assert b"received 10 bytes" in body
         sock.sendall(b"GET /exchange/carol/ HTTP/1.1\r\nHost: mail\r\n\r\n")
         head, body = _read_response(sock, buffer)
-        assert head.startswith(b"HTTP/1.1 200 ") and body == b"mailbox carol on ex1.example.com\n"
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == b"mailbox carol on ex1.example.com\n"
     records = clean_farm.requests(EX1)
     assert [r["continued"] for r in records] == [True, False]
 
@@ -301,4 +309,5 @@ def test_control_expect_rejects_unknown_server_and_bad_mode(clean_farm: Farm) ->
     assert unknown.value.status == 404
     with pytest.raises(FarmError) as bad:
         clean_farm.set_expect(EX1, "sometimes")
-    assert bad.value.status == 400 and "mode" in str(bad.value)
+    assert bad.value.status == 400
+    assert "mode" in str(bad.value)

@@ -50,9 +50,11 @@ def test_route_put_and_post_into_held_mailbox_or_folder_are_sinks() -> None:
         200, "mailbox alice on ex1.example.com\n"
     )
     elsewhere = reply(ex3, "/exchange/alice/a.eml", "PUT")
-    assert isinstance(elsewhere, TextReply) and elsewhere.status == 404
+    assert isinstance(elsewhere, TextReply)
+    assert elsewhere.status == 404
     referral = reply(ex1, "/apps/Archive/new.eml", "PUT")
-    assert isinstance(referral, TextReply) and referral.status == 421
+    assert isinstance(referral, TextReply)
+    assert referral.status == 421
 
 
 def test_body_digest_counts_and_hashes_chunks() -> None:
@@ -60,7 +62,8 @@ def test_body_digest_counts_and_hashes_chunks() -> None:
     digest = BodyDigest()
     for chunk in (b"abc", b"", b"d" * 70000):
         digest.update(chunk)
-    assert digest.length == 70003 and not digest.complete
+    assert digest.length == 70003
+    assert not digest.complete
     assert digest.sha256 == hashlib.sha256(b"abc" + b"d" * 70000).hexdigest()
 
 
@@ -106,7 +109,8 @@ def test_connection_lost_mid_body_is_recorded_incomplete() -> None:
     conn.lose()
     [record] = memory.records
     assert (record["method"], record["uri"]) == ("PUT", "/exchange/alice/a.eml")
-    assert record["body_length"] == 60 and record["body_complete"] is False
+    assert record["body_length"] == 60
+    assert record["body_complete"] is False
     assert record["body_sha256"] == hashlib.sha256(b"x" * 60).hexdigest()
 
 

@@ -314,7 +314,8 @@ def test_burst_client_times_every_connection_of_a_burst(proxies: dict[str, int])
     url = f"http://127.0.0.1:{proxies['haproxy']}/apps/Projects/"
     result = burst(url, ["Basic YTpi"], 200, 30.0)
     latencies = result["latencies_ms"]
-    assert isinstance(latencies, list) and len(latencies) == 200
+    assert isinstance(latencies, list)
+    assert len(latencies) == 200
     assert all(x > 0 for x in latencies)
     assert result["errors"] == {"connect": 0, "read": 0, "status": 0, "timeout": 0}
 

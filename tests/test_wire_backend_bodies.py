@@ -67,7 +67,9 @@ def test_source_is_not_touched_before_the_connection_is_made() -> None:
     out = net.send(b"PUT", body=source)
     assert source.streams == 0
     net.refuse()
-    assert out.fired and source.streams == 0 and source.given == 0
+    assert out.fired
+    assert source.streams == 0
+    assert source.given == 0
 
 
 def test_request_with_a_body_then_a_get_share_the_connection() -> None:
@@ -79,7 +81,8 @@ def test_request_with_a_body_then_a_get_share_the_connection() -> None:
     out.exchange().deliver_body(Sink())
     assert net.up.idle_count("b1") == 1
     net.send()
-    assert net.waiting == 0 and peer.take().endswith(b"GET / HTTP/1.1\r\n\r\n")
+    assert net.waiting == 0
+    assert peer.take().endswith(b"GET / HTTP/1.1\r\n\r\n")
 
 
 # -- flow control while the body goes -----------------------------------------------------
@@ -91,17 +94,21 @@ def test_back_end_pushing_back_pauses_and_resumes_the_source() -> None:
     source = Source(6, [b"ab"], ends=False)
     net.send(b"PUT", body=source)
     peer = net.accept()
-    assert peer.producer is not None and peer.transport.streaming is True
+    assert peer.producer is not None
+    assert peer.transport.streaming is True
     peer.producer.pauseProducing()
-    assert source.paused and source.pauses == 1
+    assert source.paused
+    assert source.pauses == 1
     source.give(b"cd")  # held by the paused source
     assert not peer.received.endswith(b"cd")
     peer.producer.resumeProducing()
-    assert not source.paused and source.resumes == 1
+    assert not source.paused
+    assert source.resumes == 1
     assert peer.received.endswith(b"abcd")
     source.give(b"ef")
     source.finish()
-    assert peer.received.endswith(b"abcdef") and peer.producer is None
+    assert peer.received.endswith(b"abcdef")
+    assert peer.producer is None
 
 
 def test_write_blocked_too_long_fails_with_gateway_timeout() -> None:
@@ -115,7 +122,8 @@ def test_write_blocked_too_long_fails_with_gateway_timeout() -> None:
     assert not out.fired
     net.advance(0.01)
     error = out.error()
-    assert isinstance(error, GatewayTimeout) and peer.aborted
+    assert isinstance(error, GatewayTimeout)
+    assert peer.aborted
     assert peer.received.endswith(b"x" * 10)
     written = peer.received
     net.advance(0)
@@ -135,7 +143,8 @@ def test_write_unblocked_in_time_clears_the_deadline() -> None:
     net.advance(4.0)
     peer.producer.resumeProducing()
     net.advance(60.0)
-    assert not out.fired and not peer.closed
+    assert not out.fired
+    assert not peer.closed
     source.give(b"cd")
     source.finish()
     peer.send(response())
@@ -148,11 +157,12 @@ def test_source_breaking_off_before_the_head_fails_the_request() -> None:
     source = Source(10, [b"abc"], ends=False)
     out = net.send(b"PUT", body=source)
     peer = net.accept()
-    source.finish(False, "client went away")
+    source.finish("client went away")
     error = out.error()
     assert isinstance(error, BackendFailed)
     assert error.detail == "b1: the request body broke off (client went away)"
-    assert peer.aborted and net.up.idle_count("b1") == 0
+    assert peer.aborted
+    assert net.up.idle_count("b1") == 0
 
 
 def test_source_breaking_off_after_the_head_cuts_the_response_body() -> None:
@@ -164,7 +174,7 @@ def test_source_breaking_off_after_the_head_cuts_the_response_body() -> None:
     peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nrespo")
     ex, sink = out.exchange(), Sink()
     ex.deliver_body(sink)
-    source.finish(False, "client went away")
+    source.finish("client went away")
     assert sink.body == b"respo"
     assert sink.result == (False, "the request body broke off (client went away)")
     assert peer.aborted
@@ -179,12 +189,17 @@ def test_early_final_answer_stops_the_body_and_closes_the_connection() -> None:
     peer.send(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
     ex, sink = out.exchange(), Sink()
     ex.deliver_body(sink)
-    assert ex.code == 413 and ex.body_sent and sink.result == (True, "")
+    assert ex.code == 413
+    assert ex.body_sent
+    assert sink.result == (True, "")
     written = peer.received
     source.give(b"y" * 90)
     source.finish()
-    assert peer.received == written and peer.producer is None
-    assert peer.closed and not peer.aborted and net.up.idle_count("b1") == 0
+    assert peer.received == written
+    assert peer.producer is None
+    assert peer.closed
+    assert not peer.aborted
+    assert net.up.idle_count("b1") == 0
 
 
 def test_cancel_while_the_body_goes_aborts_the_connection() -> None:
@@ -194,7 +209,8 @@ def test_cancel_while_the_body_goes_aborts_the_connection() -> None:
     out = net.send(b"PUT", body=source)
     peer = net.accept()
     out.d.cancel()
-    assert isinstance(out.error(), CancelledError) and peer.aborted
+    assert isinstance(out.error(), CancelledError)
+    assert peer.aborted
     written = peer.received
     source.give(b"y" * 90)
     assert peer.received == written
@@ -207,7 +223,8 @@ def test_connection_lost_while_the_body_goes_fails_the_request() -> None:
     out = net.send(b"PUT", body=source)
     peer = net.accept()
     peer.close()
-    assert isinstance(out.error(), BackendFailed) and net.waiting == 0
+    assert isinstance(out.error(), BackendFailed)
+    assert net.waiting == 0
     source.give(b"y" * 90)  # the writer was stopped with the connection
     assert source.streams == 1
 
@@ -231,11 +248,13 @@ def test_expect_continue_sends_the_head_alone_until_100() -> None:
     )
     assert source.streams == 0
     peer.send(CONTINUE[:10], CONTINUE[10:])
-    assert source.streams == 1 and peer.take() == b"the body"
+    assert source.streams == 1
+    assert peer.take() == b"the body"
     assert not out.fired
     peer.send(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
     ex = out.exchange()
-    assert ex.code == 201 and ex.body_sent
+    assert ex.code == 201
+    assert ex.body_sent
     ex.deliver_body(Sink())
     assert net.up.idle_count("b1") == 1
 
@@ -267,13 +286,19 @@ def test_final_answer_before_100_leaves_the_body_untouched() -> None:
     peer.take()
     peer.send(b"HTTP/1.1 421 Misdirected\r\nX-Replica-Servers: b2\r\nContent-Length: 4\r\n\r\nre")
     ex = out.exchange()
-    assert ex.code == 421 and not ex.body_sent and source.streams == 0
+    assert ex.code == 421
+    assert not ex.body_sent
+    assert source.streams == 0
     net.advance(CONTINUE_WAIT)  # the wait is over with the answer
-    assert source.streams == 0 and peer.received == b""
+    assert source.streams == 0
+    assert peer.received == b""
     ex.deliver_body(Drain())
     peer.send(b"fd")
-    assert source.streams == 0 and not ex.body_sent
-    assert peer.closed and not peer.aborted and net.up.idle_count("b1") == 0
+    assert source.streams == 0
+    assert not ex.body_sent
+    assert peer.closed
+    assert not peer.aborted
+    assert net.up.idle_count("b1") == 0
 
 
 def test_final_answer_right_after_100_in_one_read_leaves_the_body_unsent() -> None:
@@ -286,8 +311,11 @@ def test_final_answer_right_after_100_in_one_read_leaves_the_body_unsent() -> No
     peer.send(CONTINUE + response(b"no"))
     ex = out.exchange()
     ex.deliver_body(Sink())
-    assert ex.code == 200 and not ex.body_sent and source.streams == 0
-    assert peer.received == b"" and net.up.idle_count("b1") == 0
+    assert ex.code == 200
+    assert not ex.body_sent
+    assert source.streams == 0
+    assert peer.received == b""
+    assert net.up.idle_count("b1") == 0
 
 
 def test_no_100_within_the_wait_sends_the_body_anyway() -> None:
@@ -300,7 +328,8 @@ def test_no_100_within_the_wait_sends_the_body_anyway() -> None:
     net.advance(CONTINUE_WAIT - 0.01)
     assert source.streams == 0
     net.advance(0.01)
-    assert source.streams == 1 and peer.take() == b"the body"
+    assert source.streams == 1
+    assert peer.take() == b"the body"
     net.advance(4.99)  # the head is awaited from the body's end
     assert not out.fired
     net.advance(0.01)
@@ -319,8 +348,10 @@ def test_late_100_after_the_wait_is_skipped() -> None:
     peer.send(response(b"done"))
     ex, sink = out.exchange(), Sink()
     ex.deliver_body(sink)
-    assert peer.take() == b"the body" and source.streams == 1
-    assert sink.body == b"done" and net.up.idle_count("b1") == 1
+    assert peer.take() == b"the body"
+    assert source.streams == 1
+    assert sink.body == b"done"
+    assert net.up.idle_count("b1") == 1
 
 
 def test_expect_continue_on_a_pooled_connection_waits_one_second_only() -> None:
@@ -334,7 +365,8 @@ def test_expect_continue_on_a_pooled_connection_waits_one_second_only() -> None:
     source = Source.of(b"body")
     net.send(b"PUT", body=source, expect_continue=True)
     net.advance(CONTINUE_WAIT)
-    assert source.streams == 1 and peer.take().endswith(b"body")
+    assert source.streams == 1
+    assert peer.take().endswith(b"body")
 
 
 def test_100_continue_clears_the_wait() -> None:
@@ -346,7 +378,9 @@ def test_100_continue_clears_the_wait() -> None:
     peer.take()
     peer.send(CONTINUE)
     net.advance(CONTINUE_WAIT * 10)
-    assert source.streams == 1 and peer.take() == b"abc" and not out.fired
+    assert source.streams == 1
+    assert peer.take() == b"abc"
+    assert not out.fired
     source.give(b"def")
     source.finish()
     assert peer.take() == b"def"

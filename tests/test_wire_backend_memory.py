@@ -21,10 +21,13 @@ def test_content_length_responses_reuse_one_connection() -> None:
         ex, sink = fetch(net, response(b"hello"), peer)
         peer = net.peers[0]
         assert (ex.code, ex.phrase, ex.length) == (200, b"OK", 5)
-        assert sink.result == (True, "") and sink.body == b"hello"
+        assert sink.result == (True, "")
+        assert sink.body == b"hello"
     assert net.peers[0].received == b"GET / HTTP/1.1\r\n\r\n" * 3
-    assert len(net.attempts) == 1 and net.up.connections_made == 1
-    assert net.up.idle_count("B1") == 1 and not net.peers[0].closed
+    assert len(net.attempts) == 1
+    assert net.up.connections_made == 1
+    assert net.up.idle_count("B1") == 1
+    assert not net.peers[0].closed
 
 
 def test_connection_is_made_to_the_hosts_address_with_nodelay() -> None:
@@ -34,7 +37,8 @@ def test_connection_is_made_to_the_hosts_address_with_nodelay() -> None:
     host, port, _, timeout, _ = net.attempts[0]
     assert (host, port, timeout) == ("10.0.0.2", 8080, 3.5)
     peer = net.accept()
-    assert peer.transport.nodelay and net.up.connections_made == 1
+    assert peer.transport.nodelay
+    assert net.up.connections_made == 1
 
 
 def test_request_head_is_sent_byte_for_byte() -> None:
@@ -67,10 +71,12 @@ def test_small_body_follows_its_head_with_content_length() -> None:
     assert peer.received == b"POST /x HTTP/1.1\r\nHost: b1\r\nContent-Length: 7\r\n\r\na=1&b=2"
     peer.send(response(b"done"))
     ex = out.exchange()
-    assert ex.body_sent and source.streams == 1
+    assert ex.body_sent
+    assert source.streams == 1
     sink = Sink()
     ex.deliver_body(sink)
-    assert sink.body == b"done" and net.up.idle_count("b1") == 1
+    assert sink.body == b"done"
+    assert net.up.idle_count("b1") == 1
 
 
 def test_headers_are_kept_raw_and_looked_up_case_insensitively() -> None:
@@ -122,7 +128,8 @@ def test_chunked_body_is_dechunked_across_every_split() -> None:
             ex, sink = out.exchange(), Sink()
             ex.deliver_body(sink)
             peer.send(CHUNKED[cut:])
-        assert ex.length is None and ex.header(b"x-trailer") == []
+        assert ex.length is None
+        assert ex.header(b"x-trailer") == []
         assert sink.result == (True, "") and sink.body == b"hello 0123456789", cut
         assert net.up.idle_count("b1") == 1
     assert net.up.connections_made == 1
@@ -138,8 +145,10 @@ def test_response_dribbled_one_byte_per_read_is_parsed() -> None:
         peer.send(CHUNKED[i : i + 1])
         if i == CHUNKED.index(b"\r\n\r\n") + 3:
             out.exchange().deliver_body(sink)  # the head is complete with this byte
-    assert out.exchange().code == 200 and sink.body == b"hello 0123456789"
-    assert sink.result == (True, "") and net.up.idle_count("b1") == 1
+    assert out.exchange().code == 200
+    assert sink.body == b"hello 0123456789"
+    assert sink.result == (True, "")
+    assert net.up.idle_count("b1") == 1
 
 
 def test_close_delimited_body_ends_at_a_clean_close() -> None:
@@ -147,9 +156,11 @@ def test_close_delimited_body_ends_at_a_clean_close() -> None:
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 200 OK\r\nX: y\r\n\r\nuntil ")
     net.peers[0].send(b"the end")
-    assert ex.length is None and sink.result is None
+    assert ex.length is None
+    assert sink.result is None
     net.peers[0].close()
-    assert sink.result == (True, "") and sink.body == b"until the end"
+    assert sink.result == (True, "")
+    assert sink.body == b"until the end"
     assert net.up.idle_count("b1") == 0
 
 
@@ -158,7 +169,9 @@ def test_close_delimited_body_broken_by_a_reset_is_incomplete() -> None:
     net = Net()
     _, sink = fetch(net, b"HTTP/1.0 200 OK\r\n\r\npart")
     net.peers[0].close(ConnectionLost("reset"))
-    assert sink.result is not None and sink.result[0] is False and sink.body == b"part"
+    assert sink.result is not None
+    assert sink.result[0] is False
+    assert sink.body == b"part"
 
 
 def test_body_received_before_deliver_body_is_kept_and_reading_stops() -> None:
@@ -172,9 +185,12 @@ def test_body_received_before_deliver_body_is_kept_and_reading_stops() -> None:
     peer.send(b"cd")
     sink = Sink()
     ex.deliver_body(sink)
-    assert sink.body == b"abcd" and sink.result is None and peer.reading
+    assert sink.body == b"abcd"
+    assert sink.result is None
+    assert peer.reading
     peer.send(b"ef")
-    assert sink.result == (True, "") and sink.body == b"abcdef"
+    assert sink.result == (True, "")
+    assert sink.body == b"abcdef"
     assert net.up.idle_count("b1") == 1
 
 
@@ -184,10 +200,12 @@ def test_body_completed_before_deliver_body_is_given_whole() -> None:
     out = net.send()
     peer = net.accept()
     peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", b"cd")
-    assert net.up.idle_count("b1") == 1 and peer.reading
+    assert net.up.idle_count("b1") == 1
+    assert peer.reading
     sink = Sink()
     out.exchange().deliver_body(sink)
-    assert sink.body == b"abcd" and sink.result == (True, "")
+    assert sink.body == b"abcd"
+    assert sink.result == (True, "")
 
 
 def test_deliver_body_twice_is_refused() -> None:
@@ -207,17 +225,23 @@ def test_head_response_has_no_body_and_keeps_the_connection() -> None:
             net, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", peer, method=b"HEAD"
         )
         peer = net.peers[0]
-        assert ex.length == 0 and ex.header(b"content-length") == [b"100"]
-        assert sink.result == (True, "") and sink.body == b""
-    assert net.up.connections_made == 1 and net.up.idle_count("b1") == 1
+        assert ex.length == 0
+        assert ex.header(b"content-length") == [b"100"]
+        assert sink.result == (True, "")
+        assert sink.body == b""
+    assert net.up.connections_made == 1
+    assert net.up.idle_count("b1") == 1
 
 
 def test_head_response_followed_by_a_body_is_not_pooled() -> None:
     """A body sent after a HEAD answer: the answer stands, the connection is closed."""
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody", method=b"HEAD")
-    assert ex.code == 200 and sink.result == (True, "") and sink.body == b""
-    assert net.up.idle_count("b1") == 0 and net.peers[0].closed
+    assert ex.code == 200
+    assert sink.result == (True, "")
+    assert sink.body == b""
+    assert net.up.idle_count("b1") == 0
+    assert net.peers[0].closed
 
 
 @pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
@@ -225,7 +249,8 @@ def test_204_and_304_have_no_body(status: bytes) -> None:
     """204 and 304 end at their head (a Content-Length notwithstanding); pooled."""
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 " + status + b"\r\nETag: x\r\nContent-Length: 9\r\n\r\n")
-    assert ex.length == 0 and sink.result == (True, "")
+    assert ex.length == 0
+    assert sink.result == (True, "")
     assert net.up.idle_count("b1") == 1
 
 
@@ -241,7 +266,8 @@ def test_interim_answers_are_skipped() -> None:
         ex, sink = out.exchange(), Sink()
         ex.deliver_body(sink)
         assert (ex.code, ex.phrase, ex.headers) == (201, b"Created", [(b"Content-Length", b"2")])
-        assert sink.body == b"ok" and net.up.idle_count("b1") == 1
+        assert sink.body == b"ok"
+        assert net.up.idle_count("b1") == 1
 
 
 # -- answers llhttp refuses: 502 ---------------------------------------------------------
@@ -285,7 +311,8 @@ def test_refused_response_fails_with_backend_failed(answer: bytes) -> None:
     error = out.error()
     assert isinstance(error, BackendFailed) and error.status == 502, error
     assert error.detail.startswith("b1: ")
-    assert peer.aborted and net.up.idle_count("b1") == 0
+    assert peer.aborted
+    assert net.up.idle_count("b1") == 0
     net.advance(0)  # connectionLost comes after: nothing more happens
     assert len(out.results) == 1
 
@@ -294,7 +321,8 @@ def test_100_headers_are_accepted() -> None:
     """The header limit is inclusive: 100 fields are fine."""
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 99 + b"Content-Length: 0\r\n\r\n")
-    assert len(ex.headers) == 100 and sink.result == (True, "")
+    assert len(ex.headers) == 100
+    assert sink.result == (True, "")
 
 
 def test_refused_head_split_over_reads_fails_the_same() -> None:
@@ -307,7 +335,8 @@ def test_refused_head_split_over_reads_fails_the_same() -> None:
         peer.send(b"X: y\r\n")
     assert not out.fired
     peer.send(b"X: y\r\n", b"\r\n")
-    assert isinstance(out.error(), BackendFailed) and peer.aborted
+    assert isinstance(out.error(), BackendFailed)
+    assert peer.aborted
 
 
 def test_head_over_64k_in_one_read_is_refused() -> None:
@@ -346,9 +375,13 @@ def test_broken_chunk_after_the_head_cuts_the_body(chunk: bytes) -> None:
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
     net.peers[0].send(chunk)
-    assert sink.body.startswith(b"abc") and sink.result is not None
-    assert sink.result[0] is False and "refused by llhttp" in sink.result[1]
-    assert ex.code == 200 and net.peers[0].aborted and net.up.idle_count("b1") == 0
+    assert sink.body.startswith(b"abc")
+    assert sink.result is not None
+    assert sink.result[0] is False
+    assert "refused by llhttp" in sink.result[1]
+    assert ex.code == 200
+    assert net.peers[0].aborted
+    assert net.up.idle_count("b1") == 0
 
 
 @pytest.mark.parametrize(
@@ -367,14 +400,16 @@ def test_refusal_in_the_read_that_brought_the_head_settles_the_request(answer: b
     peer = net.accept()
     peer.send(answer)
     assert out.fired
-    assert peer.closed and net.up.idle_count("b1") == 0
+    assert peer.closed
+    assert net.up.idle_count("b1") == 0
 
 
 def test_second_response_in_one_read_is_not_part_of_the_body() -> None:
     """A response glued after a complete one is not appended to its body."""
     net = Net()
     _, sink = fetch(net, response(b"ok") + response(b"abc"))
-    assert sink.body == b"ok" and sink.result == (True, "")
+    assert sink.body == b"ok"
+    assert sink.result == (True, "")
     assert net.up.idle_count("b1") == 0
 
 
@@ -382,9 +417,12 @@ def test_garbage_after_a_complete_response_in_a_later_read_closes_the_pooled_con
     """Bytes on a connection idle in the pool: it is aborted and leaves the pool."""
     net = Net()
     _, sink = fetch(net, response(b"ok"))
-    assert sink.result == (True, "") and net.up.idle_count("b1") == 1
+    assert sink.result == (True, "")
+    assert net.up.idle_count("b1") == 1
     net.peers[0].send(b"GARBAGE")
-    assert net.peers[0].aborted and net.up.idle_count("b1") == 0
+    assert net.peers[0].aborted
+    assert net.up.idle_count("b1") == 0
     net.advance(0)
     out = net.send()
-    assert net.waiting == 1 and not out.fired
+    assert net.waiting == 1
+    assert not out.fired

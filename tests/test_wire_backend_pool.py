@@ -33,7 +33,8 @@ def test_connect_timeout_fails_with_twisteds_error() -> None:
     source = Source.of(b"body")
     out = net.send(b"PUT", body=source)
     net.refuse(TCPTimedOutError())
-    assert isinstance(out.error(), TCPTimedOutError) and source.streams == 0
+    assert isinstance(out.error(), TCPTimedOutError)
+    assert source.streams == 0
 
 
 def test_names_without_a_hosts_entry_are_resolved() -> None:
@@ -45,7 +46,8 @@ def test_names_without_a_hosts_entry_are_resolved() -> None:
     assert net.attempts[0][:2] == ("10.1.2.3", 8080)
     peer = net.accept()
     peer.send(response())
-    assert out.exchange().code == 200 and net.up.idle_count("MAIL7.example.com") == 1
+    assert out.exchange().code == 200
+    assert net.up.idle_count("MAIL7.example.com") == 1
     missing = net.send(server="nothing.invalid")
     net.advance(0)
     assert isinstance(missing.error(), DNSLookupError)
@@ -64,7 +66,8 @@ def test_name_that_is_not_a_host_name_fails_with_dnslookuperror() -> None:
     """A name IDNA cannot encode fails at once, without a connect attempt."""
     net = Net()
     out = net.send(server="a..b")
-    assert isinstance(out.error(), DNSLookupError) and net.attempts == []
+    assert isinstance(out.error(), DNSLookupError)
+    assert net.attempts == []
 
 
 def test_cancel_while_connecting_stops_the_attempt() -> None:
@@ -89,7 +92,8 @@ def test_no_answer_in_time_fails_with_gateway_timeout() -> None:
     assert not out.fired
     net.advance(0.01)
     error = out.error()
-    assert isinstance(error, GatewayTimeout) and error.status == 504
+    assert isinstance(error, GatewayTimeout)
+    assert error.status == 504
     assert error.detail == "b1: no response in 5.0s"
     assert peer.aborted
 
@@ -128,11 +132,13 @@ def test_stale_pooled_connection_is_retried_once_without_body(method: bytes) -> 
     out = net.send(method, b"/again")
     assert stale.take() == method + b" /again HTTP/1.1\r\n\r\n"
     stale.close()
-    assert not out.fired and net.waiting == 1
+    assert not out.fired
+    assert net.waiting == 1
     fresh = net.accept()
     assert fresh.received == method + b" /again HTTP/1.1\r\n\r\n"
     fresh.send(response(b""))
-    assert out.exchange().code == 200 and net.up.connections_made == 2
+    assert out.exchange().code == 200
+    assert net.up.connections_made == 2
 
 
 def test_stale_retry_happens_once_only() -> None:
@@ -142,7 +148,8 @@ def test_stale_retry_happens_once_only() -> None:
     out = net.send()
     net.peers[0].close()
     net.accept().close()
-    assert isinstance(out.error(), BackendFailed) and net.waiting == 0
+    assert isinstance(out.error(), BackendFailed)
+    assert net.waiting == 0
 
 
 def test_cancel_while_the_retry_connects_stops_it() -> None:
@@ -164,7 +171,8 @@ def test_pooled_connection_that_answered_in_part_is_not_retried() -> None:
     out = net.send()
     net.peers[0].send(b"HTTP/1.1 2")
     net.peers[0].close()
-    assert isinstance(out.error(), BackendFailed) and net.waiting == 0
+    assert isinstance(out.error(), BackendFailed)
+    assert net.waiting == 0
 
 
 @pytest.mark.parametrize(
@@ -182,7 +190,8 @@ def test_stale_pooled_connection_never_resends_other_requests(
     out = net.send(method, b"/p", body=source)
     net.peers[0].close()
     assert isinstance(out.error(), BackendFailed)
-    assert net.waiting == 0 and net.up.connections_made == 1
+    assert net.waiting == 0
+    assert net.up.connections_made == 1
     assert source is None or source.streams == 1
 
 
@@ -193,7 +202,8 @@ def test_cancel_aborts_the_connection() -> None:
     peer = net.accept()
     out.d.cancel()
     assert isinstance(out.error(), CancelledError)
-    assert peer.aborted and net.up.idle_count("b1") == 0
+    assert peer.aborted
+    assert net.up.idle_count("b1") == 0
     net.advance(0)
     assert len(out.results) == 1
 
@@ -209,7 +219,8 @@ def test_cancel_after_the_head_changes_nothing() -> None:
     out.d.cancel()
     assert not peer.closed
     peer.send(b"cd")
-    assert sink.result == (True, "") and net.up.idle_count("b1") == 1
+    assert sink.result == (True, "")
+    assert net.up.idle_count("b1") == 1
 
 
 # -- flow control and aborts while the body is read ----------------------------------------
@@ -226,7 +237,8 @@ def test_pause_stops_reading_until_resume() -> None:
     ex.resume()
     assert peer.reading
     peer.send(b"cdef")
-    assert sink.result == (True, "") and sink.body == b"abcdef"
+    assert sink.result == (True, "")
+    assert sink.body == b"abcdef"
 
 
 def test_pause_before_deliver_body_holds_until_resume() -> None:
@@ -239,7 +251,8 @@ def test_pause_before_deliver_body_holds_until_resume() -> None:
     ex.pause()
     sink = Sink()
     ex.deliver_body(sink)
-    assert sink.body == b"ab" and not peer.reading
+    assert sink.body == b"ab"
+    assert not peer.reading
     ex.resume()
     assert peer.reading
     peer.send(b"cd")
@@ -257,21 +270,26 @@ def test_connection_paused_when_its_body_ends_is_pooled_reading() -> None:
     ex.deliver_body(sink)
     ex.pause()
     peer.send(b" body")  # already in flight when the pause came
-    assert sink.result == (True, "") and net.up.idle_count("b1") == 1 and peer.reading
+    assert sink.result == (True, "")
+    assert net.up.idle_count("b1") == 1
+    assert peer.reading
     ex.resume()  # too late to matter: a no-op
     assert peer.reading
     _, sink = fetch(net, response(b"again"), peer)
-    assert sink.body == b"again" and net.up.connections_made == 1
+    assert sink.body == b"again"
+    assert net.up.connections_made == 1
 
 
 def test_abort_during_body_ends_the_sink_incomplete() -> None:
     """abort() mid-body tells the sink body_end(False, "aborted") and aborts the connection."""
     net = Net()
     ex, sink = fetch(net, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
-    assert sink.body == b"part" and sink.result is None
+    assert sink.body == b"part"
+    assert sink.result is None
     ex.abort()
     assert sink.result == (False, "aborted")
-    assert net.peers[0].aborted and net.up.idle_count("b1") == 0
+    assert net.peers[0].aborted
+    assert net.up.idle_count("b1") == 0
     ex.abort()  # after the end: nothing
     net.advance(0)
     assert sink.result == (False, "aborted")
@@ -287,7 +305,8 @@ def test_abort_before_deliver_body_ends_it_incomplete_without_the_held_bytes() -
     ex.abort()
     sink = Sink()
     ex.deliver_body(sink)
-    assert sink.result == (False, "aborted") and sink.body == b""
+    assert sink.result == (False, "aborted")
+    assert sink.body == b""
     assert peer.aborted
 
 
@@ -305,7 +324,8 @@ def test_connection_lost_mid_body_ends_the_sink_incomplete(answer: bytes) -> Non
     _, sink = fetch(net, answer)
     net.peers[0].close()
     assert sink.body == b"short"
-    assert sink.result is not None and sink.result[0] is False
+    assert sink.result is not None
+    assert sink.result[0] is False
     assert "connection lost" in sink.result[1]
     assert net.up.idle_count("b1") == 0
 
@@ -322,7 +342,8 @@ def test_body_stall_cuts_the_body_after_response_timeout() -> None:
     assert sink.result is None
     net.advance(0.01)
     assert sink.result == (False, "no body bytes for 5.0s")
-    assert sink.body == b"abbb" and peer.aborted
+    assert sink.body == b"abbb"
+    assert peer.aborted
 
 
 def test_no_stall_deadline_while_the_consumer_has_paused() -> None:
@@ -337,7 +358,8 @@ def test_no_stall_deadline_while_the_consumer_has_paused() -> None:
     net.advance(4.99)
     assert sink.result is None
     net.advance(0.01)
-    assert sink.result is not None and sink.result[0] is False
+    assert sink.result is not None
+    assert sink.result[0] is False
 
 
 # -- the pool --------------------------------------------------------------------------------
@@ -349,12 +371,16 @@ def test_idle_connection_is_closed_after_idle_timeout() -> None:
     fetch(net, response())
     peer = net.peers[0]
     net.advance(29.9)
-    assert net.up.idle_count("b1") == 1 and not peer.closed
+    assert net.up.idle_count("b1") == 1
+    assert not peer.closed
     net.advance(0.1)
-    assert peer.closed and not peer.aborted and net.up.idle_count("b1") == 0
+    assert peer.closed
+    assert not peer.aborted
+    assert net.up.idle_count("b1") == 0
     net.advance(0)
     out = net.send()
-    assert net.waiting == 1 and not out.fired
+    assert net.waiting == 1
+    assert not out.fired
 
 
 def test_reuse_restarts_the_idle_timeout() -> None:
@@ -365,7 +391,8 @@ def test_reuse_restarts_the_idle_timeout() -> None:
     net.advance(20.0)
     fetch(net, response(), peer)
     net.advance(29.0)
-    assert not peer.closed and net.up.idle_count("b1") == 1
+    assert not peer.closed
+    assert net.up.idle_count("b1") == 1
     net.advance(1.0)
     assert peer.closed
 
@@ -377,7 +404,8 @@ def test_idle_connection_closed_by_the_back_end_leaves_the_pool() -> None:
     net.peers[0].close()
     assert net.up.idle_count("b1") == 0
     _, sink = fetch(net, response(b"hello"))
-    assert sink.body == b"hello" and net.up.connections_made == 2
+    assert sink.body == b"hello"
+    assert net.up.connections_made == 2
 
 
 def test_pool_reuses_the_most_recently_idle_connection() -> None:
@@ -391,7 +419,8 @@ def test_pool_reuses_the_most_recently_idle_connection() -> None:
         out.exchange().deliver_body(Sink())
     assert net.up.idle_count("b1") == 2
     net.send()
-    assert a.take().count(b"GET") == 2 and b.take().count(b"GET") == 1
+    assert a.take().count(b"GET") == 2
+    assert b.take().count(b"GET") == 1
 
 
 def test_max_idle_per_backend_is_respected() -> None:
@@ -402,22 +431,26 @@ def test_max_idle_per_backend_is_respected() -> None:
     for peer, out in zip(peers, outs, strict=True):
         peer.send(response())
         out.exchange().deliver_body(Sink())
-    assert net.up.connections_made == 4 and net.up.idle_count("b1") == 2
+    assert net.up.connections_made == 4
+    assert net.up.idle_count("b1") == 2
     assert [p.closed for p in peers] == [True, True, False, False]
     assert not any(p.aborted for p in peers)
     net.up.close_idle()
-    assert net.up.idle_count("b1") == 0 and all(p.closed for p in peers)
+    assert net.up.idle_count("b1") == 0
+    assert all(p.closed for p in peers)
     assert not any(p.aborted for p in peers)
     net.advance(0)
     out = net.send()
-    assert net.waiting == 1 and not out.fired
+    assert net.waiting == 1
+    assert not out.fired
 
 
 def test_max_idle_zero_pools_nothing() -> None:
     """With max_idle_per_backend = 0 every connection closes after its exchange."""
     net = Net(max_idle=0)
     _, sink = fetch(net, response())
-    assert sink.result == (True, "") and net.peers[0].closed
+    assert sink.result == (True, "")
+    assert net.peers[0].closed
     assert net.up.idle_count("b1") == 0
 
 
@@ -426,8 +459,10 @@ def test_pools_are_kept_per_server() -> None:
     net = Net()
     fetch(net, response())
     out = net.send(server="b2")
-    assert net.waiting == 1 and not out.fired
-    assert net.up.idle_count("b1") == 1 and net.up.idle_count("b2") == 0
+    assert net.waiting == 1
+    assert not out.fired
+    assert net.up.idle_count("b1") == 1
+    assert net.up.idle_count("b2") == 0
 
 
 NOT_REUSABLE = {
@@ -447,16 +482,19 @@ def test_connection_not_reusable_is_not_pooled(answer: bytes) -> None:
     net = Net()
     _, sink = fetch(net, answer)
     assert sink.result == (True, "")
-    assert net.up.idle_count("b1") == 0 and net.peers[0].closed
+    assert net.up.idle_count("b1") == 0
+    assert net.peers[0].closed
 
 
 def test_body_ended_by_the_close_is_not_pooled() -> None:
     """A body delimited by the close is whole at the close; never pooled."""
     net = Net()
     _, sink = fetch(net, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok")
-    assert net.up.idle_count("b1") == 0 and sink.result is None
+    assert net.up.idle_count("b1") == 0
+    assert sink.result is None
     net.peers[0].close()
-    assert sink.result == (True, "") and sink.body == b"ok"
+    assert sink.result == (True, "")
+    assert sink.body == b"ok"
 
 
 def test_http_1_0_keep_alive_is_pooled() -> None:
@@ -465,7 +503,8 @@ def test_http_1_0_keep_alive_is_pooled() -> None:
     _, sink = fetch(
         net, b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok"
     )
-    assert sink.result == (True, "") and net.up.idle_count("b1") == 1
+    assert sink.result == (True, "")
+    assert net.up.idle_count("b1") == 1
 
 
 def test_drained_referral_leaves_the_connection_pooled() -> None:

@@ -78,8 +78,10 @@ def test_whole_body_is_relayed_and_the_request_finished() -> None:
     """A body that came with the head leaves with it in one write; the request finishes."""
     r = Relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", length=5)
     assert r.client.sent == [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"]
-    assert r.client.done == [(True, False)] and r.client.producer is None
-    assert r.reports == [(5, True)] and r.relay.sent == 5
+    assert r.client.done == [(True, False)]
+    assert r.client.producer is None
+    assert r.reports == [(5, True)]
+    assert r.relay.sent == 5
     assert r.net.up.idle_count("b1") == 1
 
 
@@ -87,10 +89,12 @@ def test_streamed_body_flushes_the_head_first_then_follows() -> None:
     """A body still coming: the client gets the head at once, then each piece."""
     r = Relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", length=None)
     assert r.client.data == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    assert r.client.producer is r.relay and r.reports == []
+    assert r.client.producer is r.relay
+    assert r.reports == []
     r.backend.send(b"3\r\nabc\r\n", b"0\r\n\r\n")
     assert r.client.data.endswith(b"3\r\nabc\r\n0\r\n\r\n")
-    assert r.reports == [(3, True)] and r.client.done == [(True, False)]
+    assert r.reports == [(3, True)]
+    assert r.client.done == [(True, False)]
 
 
 def test_client_pause_and_resume_reach_the_back_end_connection() -> None:
@@ -109,8 +113,10 @@ def test_client_gone_aborts_the_back_end_exchange() -> None:
     """A client gone (stopProducing) aborts the back end; on_done says incomplete."""
     r = Relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", length=10)
     r.relay.stopProducing()
-    assert r.backend.aborted and r.net.up.idle_count("b1") == 0
-    assert r.reports == [(2, False)] and r.client.done == []
+    assert r.backend.aborted
+    assert r.net.up.idle_count("b1") == 0
+    assert r.reports == [(2, False)]
+    assert r.client.done == []
     r.relay.client_gone()  # twice: once is enough
     r.net.advance(0)
     assert r.reports == [(2, False)]
@@ -120,13 +126,17 @@ def test_cut_body_reaches_the_request_as_cut() -> None:
     """A back-end body that breaks off reaches the client request as cut()."""
     r = Relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", length=None)
     r.backend.close()
-    assert r.request.done and r.client.done == [(False, False)]
-    assert r.client.data.endswith(b"3\r\nabc\r\n") and b"0\r\n\r\n" not in r.client.data
-    assert r.reports == [(3, False)] and r.client.producer is None
+    assert r.request.done
+    assert r.client.done == [(False, False)]
+    assert r.client.data.endswith(b"3\r\nabc\r\n")
+    assert b"0\r\n\r\n" not in r.client.data
+    assert r.reports == [(3, False)]
+    assert r.client.producer is None
 
 
 def test_back_end_stall_cuts_the_client_response() -> None:
     """The back end's stall deadline cuts the relayed body too."""
     r = Relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", length=10)
     r.net.advance(r.net.up.response_timeout)
-    assert r.client.done == [(False, False)] and r.reports == [(2, False)]
+    assert r.client.done == [(False, False)]
+    assert r.reports == [(2, False)]

@@ -198,7 +198,7 @@ class PacedSource:
                 self.sink.body_data(piece)
             if self.given == self.total and not self.paused:
                 self.given += 1  # once
-                self.sink.body_end(True, "")
+                self.sink.body_end(None)
         finally:
             self._giving = False
 
@@ -245,9 +245,11 @@ async def test_keep_alive_connection_is_reused(env: Env) -> None:
     up = env.client(port)
     for i in range(1, 4):
         ex, sink = await fetch(up, OutgoingRequest(b"GET", b"/", [(b"Host", b"b1")]))
-        assert ex.code == 200 and sink.result == (True, "")
+        assert ex.code == 200
+        assert sink.result == (True, "")
         assert sink.body.startswith(b"%d 0 " % i)
-    assert up.connections_made == 1 and len(backend.conns) == 1
+    assert up.connections_made == 1
+    assert len(backend.conns) == 1
     assert up.idle_count("b1") == 1
 
 
@@ -263,16 +265,20 @@ async def test_large_request_body_is_streamed_with_flow_control(env: Env) -> Non
     d = up.send("b1", OutgoingRequest(b"PUT", b"/big", [], source))
     await until(lambda: bool(backend.holding) and source.pauses > 0)
     await sleep(0.2)  # the kernel's buffers fill up, then the front end's
-    assert source.paused and source.given < source.total
+    assert source.paused
+    assert source.given < source.total
     backend.hold = False
     backend.holding[0].transport.resumeProducing()
     ex = await d
     sink = Sink()
     ex.deliver_body(sink)
     await sink.ended
-    assert ex.code == 200 and ex.body_sent and source.resumes >= 1
+    assert ex.code == 200
+    assert ex.body_sent
+    assert source.resumes >= 1
     count, length, digest = sink.body.split(b" ")
-    assert int(length) == 10 * MiB and digest == source.digest.hexdigest().encode()
+    assert int(length) == 10 * MiB
+    assert digest == source.digest.hexdigest().encode()
     assert up.idle_count("b1") == 1
 
 
@@ -291,8 +297,10 @@ async def test_large_response_is_read_with_pause_and_resume(env: Env) -> None:
     sink = SlowSink(ex, every=2 * MiB)
     ex.deliver_body(sink)
     await sink.ended
-    assert sink.result == (True, "") and sink.received == size
-    assert sink.pauses >= 4 and up.idle_count("b1") == 1
+    assert sink.result == (True, "")
+    assert sink.received == size
+    assert sink.pauses >= 4
+    assert up.idle_count("b1") == 1
 
 
 @pytest_twisted.ensureDeferred

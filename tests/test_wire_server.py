@@ -25,8 +25,11 @@ def test_head_and_peer_reach_the_handler_before_any_body_byte_is_read() -> None:
     c.send(b"PUT /x?q=1 HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhel")
     (r,) = c.requests
     assert (r.method, r.target, r.version, r.peer) == (b"PUT", b"/x?q=1", b"HTTP/1.1", "192.0.2.7")
-    assert r.header(b"host") == [b"fe"] and r.length == 5 and r.has_body
-    assert not c.reading and c.proto.body_state == "held"
+    assert r.header(b"host") == [b"fe"]
+    assert r.length == 5
+    assert r.has_body
+    assert not c.reading
+    assert c.proto.body_state == "held"
 
 
 def test_methods_llhttp_does_not_know_pass_unchanged() -> None:
@@ -48,14 +51,17 @@ def test_response_is_written_and_the_connection_kept_for_the_next_request() -> N
     c = Conn(answer=ok)
     c.send(b"GET /a HTTP/1.1\r\n" + H + b"\r\n")
     assert c.take() == b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nhi"
-    assert not c.closed and c.proto.state == "idle" and c.proto.deadline == "idle"
+    assert not c.closed
+    assert c.proto.state == "idle"
+    assert c.proto.deadline == "idle"
 
 
 def test_thousands_of_pipelined_requests_answered_at_once_do_not_recurse() -> None:
     """Requests answered synchronously are read in a loop, not by recursion."""
     c = Conn(answer=ok)
     c.send((b"GET /a HTTP/1.1\r\n" + H + b"\r\n") * 3000)
-    assert len(c.requests) == 3000 and c.out.count(b"HTTP/1.1 200") == 3000
+    assert len(c.requests) == 3000
+    assert c.out.count(b"HTTP/1.1 200") == 3000
 
 
 def test_pipelined_request_waits_until_the_first_is_answered() -> None:
@@ -89,7 +95,8 @@ def test_connection_close_and_http_1_0_close_after_the_response(head: bytes) -> 
     """Connection: close and any HTTP/1.0 request: Connection: close, then closed."""
     c = Conn(answer=ok)
     c.send(head)
-    assert b"Connection: close\r\n" in c.out and c.closed
+    assert b"Connection: close\r\n" in c.out
+    assert c.closed
 
 
 # -- bodies, read when asked
@@ -102,10 +109,13 @@ def test_content_length_body_is_read_only_when_asked_however_it_arrives() -> Non
     (r,) = c.requests
     sink = Sink()
     r.stream_to(sink)
-    assert sink.data == b"0123" and sink.end is None and c.reading
+    assert sink.data == b"0123"
+    assert sink.end is None
+    assert c.reading
     c.send(b"45")
     c.send(b"6789GET /next HTTP/1.1\r\n" + H + b"\r\n")
-    assert sink.data == b"0123456789" and sink.end == (True, "")
+    assert sink.data == b"0123456789"
+    assert sink.end == (True, "")
     assert len(c.requests) == 1  # the next waits for the answer
     ok(r)
     assert [q.target for q in c.requests] == [b"/a", b"/next"]
@@ -145,15 +155,20 @@ def test_request_answered_before_its_body_closes_after_a_lingering_read() -> Non
     r = c.requests[0]
     r.respond(401, b"Unauthorized", [], 0)
     r.finish()
-    assert b"100 Continue" not in c.out and b"Connection: close\r\n" in c.out
-    assert c.transport.write_closed and not c.closed and c.reading
-    assert c.proto.state == "linger" and c.proto.deadline == "linger"
+    assert b"100 Continue" not in c.out
+    assert b"Connection: close\r\n" in c.out
+    assert c.transport.write_closed
+    assert not c.closed
+    assert c.reading
+    assert c.proto.state == "linger"
+    assert c.proto.deadline == "linger"
     c.clock.advance(4)
     c.send(b"x" * 500)  # dropped, and the silence counts again
     c.clock.advance(4)
     assert not c.closed
     c.clock.advance(1.5)
-    assert c.closed and len(c.requests) == 1
+    assert c.closed
+    assert len(c.requests) == 1
 
 
 def test_lingering_ends_after_linger_time_however_busy_the_client() -> None:
@@ -171,7 +186,8 @@ def test_declared_body_over_the_limit_is_413_before_the_handler_sees_it() -> Non
     """A Content-Length over max_body_size: 413 at once, nothing handed over."""
     c = Conn(ClientLimits(max_body_size=1000))
     c.send(b"PUT /a HTTP/1.1\r\n" + H + b"Content-Length: 1001\r\n\r\n")
-    assert c.out.startswith(b"HTTP/1.1 413") and not c.requests
+    assert c.out.startswith(b"HTTP/1.1 413")
+    assert not c.requests
     assert c.transport.write_closed
 
 
@@ -182,7 +198,9 @@ def test_chunked_body_over_the_limit_is_413_while_it_arrives() -> None:
     sink = Sink()
     c.requests[0].stream_to(sink)
     c.send(b"8\r\n12345678\r\n")
-    assert c.out.startswith(b"HTTP/1.1 413") and sink.end is not None and not sink.end[0]
+    assert c.out.startswith(b"HTTP/1.1 413")
+    assert sink.end is not None
+    assert not sink.end[0]
     assert c.gone == c.requests  # the handler was told first
 
 
@@ -193,7 +211,9 @@ def test_broken_chunked_framing_mid_body_is_400_and_the_sink_learns() -> None:
     sink = Sink()
     c.requests[0].stream_to(sink)
     c.send(b" 4\r\nabcd\r\n")
-    assert sink.data == b"abc" and sink.end is not None and not sink.end[0]
+    assert sink.data == b"abc"
+    assert sink.end is not None
+    assert not sink.end[0]
     assert c.out.startswith(b"HTTP/1.1 400")
 
 
@@ -209,7 +229,8 @@ def test_back_end_flow_control_pauses_and_resumes_the_client() -> None:
     c.send(b"abc")
     assert sink.data == b""
     r.resume()
-    assert sink.data == b"abc" and c.reading
+    assert sink.data == b"abc"
+    assert c.reading
 
 
 # -- responses
@@ -268,8 +289,10 @@ def test_malformed_or_oversized_requests_are_answered_and_closed(
     """Each refusal: one status line with a one-line body, nothing handed over, closed."""
     c = Conn(answer=ok)
     c.send(data)
-    assert c.out.startswith(b"HTTP/1.1 " + status) and not c.requests
-    assert b"Connection: close\r\n" in c.out and c.transport.write_closed
+    assert c.out.startswith(b"HTTP/1.1 " + status)
+    assert not c.requests
+    assert b"Connection: close\r\n" in c.out
+    assert c.transport.write_closed
 
 
 def test_bare_lf_in_an_unfinished_head_is_refused_at_once() -> None:
@@ -287,7 +310,8 @@ def test_connections_over_the_limit_get_503() -> None:
 
     transport = HalfClosingTransport()
     second.makeConnection(transport)
-    assert transport.value().startswith(b"HTTP/1.1 503") and transport.disconnecting
+    assert transport.value().startswith(b"HTTP/1.1 503")
+    assert transport.disconnecting
     assert not c.closed
 
 
@@ -315,7 +339,8 @@ def test_slow_body_gets_408_after_body_timeout_of_silence() -> None:
         c.send(b"x")
     assert c.out == b""
     c.clock.advance(3)
-    assert c.out.startswith(b"HTTP/1.1 408") and sink.end == (False, "no body bytes for 3.0s")
+    assert c.out.startswith(b"HTTP/1.1 408")
+    assert sink.end == (False, "no body bytes for 3.0s")
 
 
 def test_idle_connection_is_closed_quietly_and_empty_lines_do_not_keep_it() -> None:
@@ -324,14 +349,16 @@ def test_idle_connection_is_closed_quietly_and_empty_lines_do_not_keep_it() -> N
     for _ in range(4):
         c.clock.advance(3)
         c.send(b"\r\n")
-    assert c.closed and c.out == b""
+    assert c.closed
+    assert c.out == b""
 
 
 def test_request_followed_by_an_empty_line_leaves_an_armed_idle_deadline() -> None:
     """GET, then an empty line in the same packet: answered, then idle under its deadline."""
     c = Conn(ClientLimits(idle_timeout=60.0), answer=ok)
     c.send(b"GET /a HTTP/1.1\r\n" + H + b"\r\n\r\n")
-    assert c.proto.state == "idle" and c.proto.deadline == "idle"
+    assert c.proto.state == "idle"
+    assert c.proto.deadline == "idle"
     c.clock.advance(60)
     assert c.closed
 
@@ -343,7 +370,8 @@ def test_unanswered_request_gets_504_after_answer_timeout_and_the_handler_lets_g
     c.clock.advance(29)
     assert c.out == b""
     c.clock.advance(1)
-    assert c.gone == c.requests and c.out.startswith(b"HTTP/1.1 504")
+    assert c.gone == c.requests
+    assert c.out.startswith(b"HTTP/1.1 504")
 
 
 def test_a_slow_reader_loses_its_connection_after_send_timeout() -> None:
@@ -370,14 +398,16 @@ def test_a_slow_reader_loses_its_connection_after_send_timeout() -> None:
     r.register_producer(producer)
     r.write(b"x" * 1000)
     c.proto.pauseProducing()  # what the transport does when the client stops reading
-    assert producer.paused and c.proto.deadline == "send"
+    assert producer.paused
+    assert c.proto.deadline == "send"
     c.clock.advance(59)
     c.proto.resumeProducing()
     c.proto.pauseProducing()  # a new pause starts the count again
     c.clock.advance(59)
     assert not c.transport.disconnected
     c.clock.advance(1)
-    assert c.transport.disconnected and c.gone == [r]
+    assert c.transport.disconnected
+    assert c.gone == [r]
 
 
 def test_client_going_away_tells_the_handler_and_the_body_sink_once() -> None:
@@ -388,7 +418,8 @@ def test_client_going_away_tells_the_handler_and_the_body_sink_once() -> None:
     c.requests[0].stream_to(sink)
     c.lose()
     c.lose()
-    assert sink.end == (False, "the client went away") and c.gone == c.requests
+    assert sink.end == (False, "the client went away")
+    assert c.gone == c.requests
 
 
 def test_close_all_fires_when_connections_are_gone() -> None:
@@ -396,7 +427,8 @@ def test_close_all_fires_when_connections_are_gone() -> None:
     c = Conn()
     fired: list[object] = []
     c.factory.close_all(5).addCallback(fired.append)
-    assert c.closed and not fired
+    assert c.closed
+    assert not fired
     c.lose()
     assert fired == [None]
 
@@ -588,4 +620,5 @@ def test_any_bytes_in_any_split_are_parsed_alike_or_refused_cleanly(
     assert answers >= len(seen)
     if answers > len(seen):  # a refusal: the last answer, and the connection closing
         last = out.rsplit(b"HTTP/1.1 ", 1)[1]
-        assert last[:1] in (b"4", b"5") and closing
+        assert last[:1] in (b"4", b"5")
+        assert closing

@@ -43,7 +43,8 @@ def test_spool_keeps_bytes_in_memory_up_to_64k(new_spool: Callable[[], Spool]) -
     spool = new_spool()
     spool.add(b"a" * (MEMORY - 1))
     spool.add(b"b")
-    assert not spool.on_disk and spool.size == MEMORY
+    assert not spool.on_disk
+    assert spool.size == MEMORY
     assert spool.read(MEMORY - 2, 10) == b"ab"
 
 
@@ -53,7 +54,8 @@ def test_spool_moves_to_a_temporary_file_past_64k(new_spool: Callable[[], Spool]
     data = os.urandom(MEMORY + 1)
     spool.add(data[:1000])
     spool.add(data[1000:])
-    assert spool.on_disk and spool.size == len(data)
+    assert spool.on_disk
+    assert spool.size == len(data)
     spool.add(b"tail")
     assert spool.read(0, len(data) + 10) == data + b"tail"
     assert spool.read(MEMORY - 1, 3) == data[MEMORY - 1 :] + b"t"
@@ -68,7 +70,8 @@ def test_close_closes_and_removes_the_file(new_spool: Callable[[], Spool]) -> No
     fd = f.fileno()
     name = f.name
     spool.close()
-    assert f.closed and not spool.on_disk
+    assert f.closed
+    assert not spool.on_disk
     with pytest.raises(OSError):
         os.fstat(fd)
     assert not isinstance(name, str) or not os.path.exists(name)
@@ -79,12 +82,13 @@ def test_replay_gives_what_was_kept_then_the_end(new_spool: Callable[[], Spool])
     spool = new_spool()
     data = os.urandom(3 * MEMORY)
     spool.add(data)
-    spool.end(True, "")
+    spool.end(None)
     replay = spool.replay(len(data))
     assert replay.length == len(data)
     sink = Sink()
     replay.stream_to(sink)
-    assert sink.body == data and sink.result == (True, "")
+    assert sink.body == data
+    assert sink.result == (True, "")
 
 
 def test_replay_started_before_the_end_follows_live_data(new_spool: Callable[[], Spool]) -> None:
@@ -94,28 +98,35 @@ def test_replay_started_before_the_end_follows_live_data(new_spool: Callable[[],
     replay = spool.replay(None)
     sink = Sink()
     replay.stream_to(sink)
-    assert sink.body == b"past" and sink.result is None
+    assert sink.body == b"past"
+    assert sink.result is None
     spool.add(b"x" * MEMORY)
-    assert spool.on_disk and sink.received == 4 + MEMORY
+    assert spool.on_disk
+    assert sink.received == 4 + MEMORY
     spool.add(b"live")
-    assert sink.body.endswith(b"live") and sink.result is None
-    spool.end(True, "")
-    assert sink.result == (True, "") and sink.body == b"past" + b"x" * MEMORY + b"live"
+    assert sink.body.endswith(b"live")
+    assert sink.result is None
+    spool.end(None)
+    assert sink.result == (True, "")
+    assert sink.body == b"past" + b"x" * MEMORY + b"live"
 
 
 def test_replay_pauses_and_resumes(new_spool: Callable[[], Spool]) -> None:
     """A paused replay gives nothing; resume gives the rest, then the end."""
     spool = new_spool()
     spool.add(b"a" * (2 * spool_module.CHUNK + 5))
-    spool.end(True, "")
+    spool.end(None)
     replay = spool.replay(None)
     sink = PausingSink(replay)
     replay.stream_to(sink)
-    assert sink.chunks == [b"a" * spool_module.CHUNK] and sink.result is None
+    assert sink.chunks == [b"a" * spool_module.CHUNK]
+    assert sink.result is None
     replay.resume()
-    assert sink.received == 2 * spool_module.CHUNK and sink.result is None
+    assert sink.received == 2 * spool_module.CHUNK
+    assert sink.result is None
     replay.resume()
-    assert sink.received == 2 * spool_module.CHUNK + 5 and sink.result == (True, "")
+    assert sink.received == 2 * spool_module.CHUNK + 5
+    assert sink.result == (True, "")
     replay.resume()  # after the end: nothing more
     assert len(sink.chunks) == 3
 
@@ -128,10 +139,12 @@ def test_paused_replay_does_not_follow_live_data(new_spool: Callable[[], Spool])
     replay.stream_to(sink)
     replay.pause()
     spool.add(b"later")
-    spool.end(True, "")
-    assert sink.chunks == [] and sink.result is None
+    spool.end(None)
+    assert sink.chunks == []
+    assert sink.result is None
     replay.resume()
-    assert sink.body == b"later" and sink.result == (True, "")
+    assert sink.body == b"later"
+    assert sink.result == (True, "")
 
 
 def test_incomplete_end_reaches_the_replay(new_spool: Callable[[], Spool]) -> None:
@@ -141,8 +154,9 @@ def test_incomplete_end_reaches_the_replay(new_spool: Callable[[], Spool]) -> No
     sink = Sink()
     replay.stream_to(sink)
     spool.add(b"abc")
-    spool.end(False, "client went away")
-    assert sink.body == b"abc" and sink.result == (False, "client went away")
+    spool.end("client went away")
+    assert sink.body == b"abc"
+    assert sink.result == (False, "client went away")
 
 
 def test_recorder_streams_and_keeps_a_copy(new_spool: Callable[[], Spool]) -> None:
@@ -150,18 +164,24 @@ def test_recorder_streams_and_keeps_a_copy(new_spool: Callable[[], Spool]) -> No
     source = Source(6, [b"abc"], ends=False)
     spool = new_spool()
     recorder = Recorder(source, spool)
-    assert recorder.length == 6 and not recorder.started
+    assert recorder.length == 6
+    assert not recorder.started
     sink = Sink()
     recorder.stream_to(sink)
-    assert recorder.started and sink.body == b"abc" and spool.read(0, 10) == b"abc"
+    assert recorder.started
+    assert sink.body == b"abc"
+    assert spool.read(0, 10) == b"abc"
     recorder.pause()
     assert source.paused
     recorder.resume()
     assert not source.paused
     source.give(b"def")
     source.finish()
-    assert sink.body == b"abcdef" and sink.result == (True, "")
-    assert spool.read(0, 10) == b"abcdef" and spool.ended == (True, "")
+    assert sink.body == b"abcdef"
+    assert sink.result == (True, "")
+    assert spool.read(0, 10) == b"abcdef"
+    assert spool.ended
+    assert spool.error is None
 
 
 def test_recorder_pause_before_streaming_is_ignored(new_spool: Callable[[], Spool]) -> None:
@@ -191,5 +211,7 @@ def test_detached_recorder_keeps_reading_into_the_spool_for_a_replay(
     replay.stream_to(second)
     source.give(b"def", b"ghi")
     source.finish()
-    assert first.body == b"abc" and first.result is None
-    assert second.body == b"abcdefghi" and second.result == (True, "")
+    assert first.body == b"abc"
+    assert first.result is None
+    assert second.body == b"abcdefghi"
+    assert second.result == (True, "")

@@ -38,8 +38,8 @@ class Sink:
     def body_data(self, data: bytes) -> None:
         self.data += data
 
-    def body_end(self, complete: bool, reason: str) -> None:
-        self.end = (complete, reason)
+    def body_end(self, error: str | None) -> None:
+        self.end = (error is None, error or "")
 
 
 class Conn:
@@ -102,9 +102,9 @@ def read_then_ok(request: IncomingRequest) -> Any:
     sink = Sink()
 
     class Answering(Sink):
-        def body_end(self, complete: bool, reason: str) -> None:
-            sink.body_end(complete, reason)
-            if complete:
+        def body_end(self, error: str | None) -> None:
+            sink.body_end(error)
+            if error is None:
                 ok(request, sink.data)
 
         def body_data(self, data: bytes) -> None:

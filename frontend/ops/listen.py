@@ -202,8 +202,5 @@ def make_listener(
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )
-if TYPE_CHECKING:
-    from frontend.ops.reactor import IServeReactor
-
     service = ListeningService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
     return Listener(desc, service, tls)

@@ -39,7 +39,7 @@ from frontend.wire.transport import write_now
 if TYPE_CHECKING:
     from frontend.wire.pool import Upstream
 
-__all__ = ["BackendConnection", "BackendExchange", "CONTINUE_WAIT"]
+__all__ = ["CONTINUE_WAIT", "BackendConnection", "BackendExchange"]
 
 log = Logger()
 
@@ -93,7 +93,7 @@ class BackendExchange:
         self._d: Deferred[BackendExchange] | None = None
         self._connecting: Deferred[Any] | None = None
         self._conn: BackendConnection | None = None
-        self._outcome = (True, "")  # how the body ended, if before deliver_body
+        self._outcome: str | None = None  # how the body ended, if before deliver_body
         self._rest: list[bytes] = []  # body bytes that came before deliver_body
         self._delivered = False
 
@@ -114,7 +114,7 @@ class BackendExchange:
             return
         for data in rest:
             sink.body_data(data)
-        sink.body_end(*self._outcome)
+        sink.body_end(self._outcome)
 
     def pause(self) -> None:
         """Stop reading the back-end connection."""
@@ -126,7 +126,7 @@ class BackendExchange:
             self._conn.pause(False)
 
     def abort(self) -> None:
-        """Abort the connection; a sink is told ``body_end(False, "aborted")``."""
+        """Abort the connection; a sink is told ``body_end("aborted")``."""
         if self._conn is not None:
             self._conn.fail("aborted")
 
@@ -181,7 +181,7 @@ class _BodyWriter:
     end's socket is full the source is paused, and resumed when it drains.
     """
 
-    __slots__ = ("_conn", "_source", "_chunked", "_ex", "done")
+    __slots__ = ("_chunked", "_conn", "_ex", "_source", "done")
 
     def __init__(self, conn: BackendConnection, ex: BackendExchange, source: BodySource) -> None:
         self._conn, self._ex, self._source = conn, ex, source
@@ -196,17 +196,17 @@ class _BodyWriter:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         write_now(self._conn.transport, data)
 
-    def body_end(self, complete: bool, reason: str) -> None:
+    def body_end(self, error: str | None) -> None:
         if self.done:
             return
         self.done = True
         conn = self._conn
-        if complete:
+        if error is None:
             if self._chunked:
                 conn.transport.write(b"0\r\n\r\n")
             conn.body_written()
         else:
-            conn.fail(f"the request body broke off ({reason})")
+            conn.fail(f"the request body broke off ({error})")
 
     def detach(self) -> None:
         self.done = True
@@ -277,7 +277,8 @@ class BackendConnection(Protocol):
 
     def _send_body(self) -> None:
         ex = self._ex
-        assert ex is not None and ex.request.body is not None
+        assert ex is not None
+        assert ex.request.body is not None
         self._waiting_continue = False
         self._sending = True
         self._deadline.clear()  # the client connection times a slow body
@@ -340,7 +341,7 @@ class BackendConnection(Protocol):
             self._head_now = False
             self._head_arrived()
         if self._in_body and self._parser.complete:
-            self._end_body(True, "")
+            self._end_body(None)
 
     def response_interim(self, code: int) -> None:
         if code == 100:
@@ -405,14 +406,14 @@ class BackendConnection(Protocol):
             else:
                 self.transport.resumeProducing()
 
-    def _end_body(self, complete: bool, reason: str) -> None:
+    def _end_body(self, error: str | None) -> None:
         """The response is over: pool or close the connection, tell the sink."""
         ex, sink = self._ex, self._sink
         if ex is None:
             return
         head = self._parser.head
         reusable = (
-            complete
+            error is None
             and head is not None
             and head.reusable
             and not self._parser.extra
@@ -425,14 +426,14 @@ class BackendConnection(Protocol):
                 self.transport.resumeProducing()
             self._up.release(self)
         else:
-            self._close(abort=not complete)
+            self._close(abort=error is not None)
         if sink is None:
-            ex._outcome = (complete, reason)
-            if not complete:
+            ex._outcome = error
+            if error is not None:
                 ex._rest = []
             return
         try:
-            sink.body_end(complete, reason)
+            sink.body_end(error)
         except Exception:
             log.failure("a body sink failed at the end of a back-end response")
 
@@ -454,7 +455,7 @@ class BackendConnection(Protocol):
         if ex is None:
             return
         if self._in_body and not ex.waiting:  # the head went to the handler
-            self._end_body(False, detail)
+            self._end_body(detail)
             return
         self._detach()
         self._close(abort=True)
@@ -469,7 +470,7 @@ class BackendConnection(Protocol):
             log.warn(
                 "back end {s} sent nothing for {t}s mid-body: cutting it off", s=ex.server, t=t
             )
-            self._end_body(False, f"no body bytes for {t}s")
+            self._end_body(f"no body bytes for {t}s")
             return
         self._detach()
         self._close(abort=True)
@@ -508,7 +509,7 @@ class BackendConnection(Protocol):
             return
         if self._in_body:
             clean = reason.check(ierror.ConnectionDone) is not None and self._parser.eof()
-            self._end_body(clean, "" if clean else f"connection lost: {reason.getErrorMessage()}")
+            self._end_body(None if clean else f"connection lost: {reason.getErrorMessage()}")
             return
         self._detach()
         if self._reused and not self._got and ex.retry:

@@ -30,12 +30,12 @@ Pairs = list[tuple[bytes, bytes]]
 
 
 class BodySink(Protocol):
-    """Receives a body: payload bytes, then its end (``complete`` False when
-    it broke off; ``reason`` says why, for the log)."""
+    """Receives a body: payload bytes, then its end: ``error`` None when the
+    body is complete, else why it broke off (for the log)."""
 
     def body_data(self, data: bytes) -> None: ...
 
-    def body_end(self, complete: bool, reason: str) -> None: ...
+    def body_end(self, error: str | None) -> None: ...
 
 
 class BodySource(Protocol):

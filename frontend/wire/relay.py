@@ -56,17 +56,17 @@ class ResponseRelay:
             self.sent += len(data)
             self._request.write(data)
 
-    def body_end(self, complete: bool, reason: str) -> None:
+    def body_end(self, error: str | None) -> None:
         if self._finished:
             return
         self._finished = True
         self._request.unregister_producer()
-        self._on_done(self.sent, complete)
-        if complete:
+        self._on_done(self.sent, error is None)
+        if error is None:
             self._request.finish()
         else:
             log.warn(
-                "back-end response cut after {sent} bytes: {reason}", sent=self.sent, reason=reason
+                "back-end response cut after {sent} bytes: {reason}", sent=self.sent, reason=error
             )
             self._request.cut()
 
@@ -98,5 +98,5 @@ class Drain:
     def body_data(self, data: bytes) -> None:
         pass
 
-    def body_end(self, complete: bool, reason: str) -> None:
+    def body_end(self, error: str | None) -> None:
         pass

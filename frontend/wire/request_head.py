@@ -168,7 +168,7 @@ class HeadParser:
     :mod:`frontend.wire.headers`) kept for the back end.
     """
 
-    __slots__ = ("_parser", "_target", "_headers", "_found", "_forward", "_lookalike", "_complete")
+    __slots__ = ("_complete", "_forward", "_found", "_headers", "_lookalike", "_parser", "_target")
 
     def __init__(self) -> None:
         self._parser: httptools.HttpRequestParser | None = None

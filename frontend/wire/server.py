@@ -160,7 +160,7 @@ class ClientConnection(Protocol):
         request, self._request = self._request, None
         sink, self._sink = self._sink, None
         if sink is not None:
-            sink.body_end(False, "the client went away")
+            sink.body_end("the client went away")
         if request is not None:
             request.gone()
 
@@ -242,7 +242,7 @@ class ClientConnection(Protocol):
             self._sink = None
             self._update_reading()
             self._arm()
-            sink.body_end(True, "")
+            sink.body_end(None)
         elif self._body is READING:
             self._arm(progress=True)
 
@@ -282,7 +282,7 @@ class ClientConnection(Protocol):
                 request.keep_alive = False  # the rest of the body is never read
                 request.answer_error(answer)
         if sink is not None:
-            sink.body_end(False, answer.log_detail)
+            sink.body_end(answer.log_detail)
 
     # the response
 
@@ -329,7 +329,7 @@ class ClientConnection(Protocol):
         body = self._body
         sink, self._sink = self._sink, None
         if sink is not None:
-            sink.body_end(False, "the response ended before the request body")
+            sink.body_end("the response ended before the request body")
         if abort:
             self._state = CLOSED
             self.transport.abortConnection()

@@ -31,13 +31,14 @@ CHUNK = 1 << 16
 class Spool:
     """Bytes kept in order, readable from any offset, while more are added."""
 
-    __slots__ = ("_memory", "_file", "size", "ended", "_replays")
+    __slots__ = ("_file", "_memory", "_replays", "ended", "error", "size")
 
     def __init__(self) -> None:
         self._memory = bytearray()
         self._file: IO[bytes] | None = None
         self.size = 0
-        self.ended: tuple[bool, str] | None = None
+        self.ended = False
+        self.error: str | None = None
         self._replays: list[Replay] = []
 
     @property
@@ -57,8 +58,9 @@ class Spool:
         for replay in list(self._replays):
             replay.more()
 
-    def end(self, complete: bool, reason: str) -> None:
-        self.ended = (complete, reason)
+    def end(self, error: str | None) -> None:
+        self.ended = True
+        self.error = error
         for replay in list(self._replays):
             replay.more()
 
@@ -89,7 +91,7 @@ class Spool:
 class Recorder:
     """A body source that streams ``source`` to its sink and keeps a copy."""
 
-    __slots__ = ("_source", "spool", "_sink", "started")
+    __slots__ = ("_sink", "_source", "spool", "started")
 
     def __init__(self, source: BodySource, spool: Spool) -> None:
         self._source = source
@@ -123,17 +125,17 @@ class Recorder:
         if self._sink is not None:
             self._sink.body_data(data)
 
-    def body_end(self, complete: bool, reason: str) -> None:
-        self.spool.end(complete, reason)
+    def body_end(self, error: str | None) -> None:
+        self.spool.end(error)
         sink, self._sink = self._sink, None
         if sink is not None:
-            sink.body_end(complete, reason)
+            sink.body_end(error)
 
 
 class Replay:
     """The spool's bytes as a body source, from the start, then live."""
 
-    __slots__ = ("_spool", "length", "_sink", "_offset", "_paused", "_running", "_done")
+    __slots__ = ("_done", "_offset", "_paused", "_running", "_sink", "_spool", "length")
 
     def __init__(self, spool: Spool, length: int | None) -> None:
         self._spool = spool
@@ -169,9 +171,9 @@ class Replay:
                     break
                 self._offset += len(data)
                 sink.body_data(data)
-            if spool.ended is not None and self._offset >= spool.size and not self._done:
+            if spool.ended and self._offset >= spool.size and not self._done:
                 self._done = True
                 spool.forget(self)
-                sink.body_end(*spool.ended)
+                sink.body_end(spool.error)
         finally:
             self._running = False

@@ -33,9 +33,9 @@ import httptools
 
 __all__ = [
     "CASES",
-    "Differential",
     "HOST",
     "MAX_BODY_SIZE",
+    "Differential",
     "Verdict",
     "WireCase",
     "differential",
