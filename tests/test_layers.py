@@ -37,11 +37,7 @@ MAY_IMPORT: Mapping[str, frozenset[str] | None] = {
 TOP_ONLY = {"loadtest": frozenset({"ops", "loadtest", "__main__"})}
 
 #: Import cycles known today, each a set of modules.
-KNOWN_CYCLES = {
-    # TODO(wire rewrite): the lead is breaking this cycle in the rewrite of
-    # frontend/wire; remove the exception then.
-    frozenset({"frontend.wire.server", "frontend.wire.incoming"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class Client:
     def stop_streaming(self) -> None:
         self.producer = None
 
-    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool) -> None:
+    def request_done(self, request: IncomingRequest, *, keep_alive: bool, abort: bool) -> None:
         self.done.append((keep_alive, abort))
 
 
@@ -69,7 +69,7 @@ class Relayed:
         self.relay = ResponseRelay(
             self.request,
             self.exchange,
-            lambda sent, complete: self.reports.append((sent, complete)),
+            lambda sent, error: self.reports.append((sent, error is None)),
         )
         self.relay.start()
 

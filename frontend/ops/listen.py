@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from OpenSSL import SSL
 from twisted.application.service import IService, Service
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
@@ -146,13 +146,13 @@ class ListeningService(Service):
         self._listening: Deferred[IListeningPort] | None = None
 
     def startService(self) -> None:
-        super().startService()
+        Service.startService(self)
         failed: list[Failure] = []
         self._listening = self.endpoint.listen(self.factory)
         self._listening.addCallbacks(self._listened, failed.append)
         if failed:
             self._listening = None
-            super().stopService()
+            Service.stopService(self)
             failed[0].raiseException()
 
     def _listened(self, port: IListeningPort) -> IListeningPort:
@@ -160,11 +160,12 @@ class ListeningService(Service):
         return port
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        Service.stopService(self)
         port, self._port = self._port, None
         listening, self._listening = self._listening, None
         if port is not None:
-            return maybeDeferred(port.stopListening)
+            stopped = port.stopListening()
+            return stopped if stopped is not None else succeed(None)
         if listening is not None:
             listening.cancel()
         return succeed(None)
@@ -202,5 +203,7 @@ def make_listener(
     tls = ReloadableTLS(
         kw["privateKey"], kw.get("certKey", kw["privateKey"]), kw.get("extraCertChain")
     )
-    service = ListeningService(endpoint, TLSMemoryBIOFactory(tls, False, factory))
+    service = ListeningService(
+        endpoint, TLSMemoryBIOFactory(tls, isClient=False, wrappedFactory=factory)
+    )
     return Listener(desc, service, tls)

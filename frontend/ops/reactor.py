@@ -24,12 +24,14 @@ from twisted.internet.interfaces import (
 )
 
 from frontend.directory.interfaces import IDirectoryReactor
+from frontend.wire.interfaces import IBackendReactor
 
 __all__ = ["IServeReactor", "global_reactor"]
 
 
 class IServeReactor(
     IDirectoryReactor,  # IReactorCore, IReactorTime, IReactorFromThreads
+    IBackendReactor,  # IReactorTCP, IReactorTime
     IReactorThreads,
     IReactorTCP,
     IReactorUNIX,

@@ -23,6 +23,7 @@ from frontend.ops.metrics import Metrics
 from frontend.ops.status import build_status
 from frontend.proxy import FrontEnd, Runtime
 from frontend.routing.marks import UnavailableMarks
+from frontend.wire.pool import Upstream
 from frontend.wire.server import ClientLimits, FrontEndFactory
 
 if TYPE_CHECKING:
@@ -82,7 +83,11 @@ class FrontEndService(MultiService):
         self._watcher: DirectoryWatcher | None = None
         self._retired: list[Directory] = []
         self.runtime = Runtime.build(
-            config, reactor, self.marks, directory=self._directory_for(config)
+            config,
+            reactor,
+            self.marks,
+            agent=Upstream.for_config(reactor, config),
+            directory=self._directory_for(config),
         )
         self.loaded_at = reactor.seconds()
         self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics, access)
@@ -223,7 +228,11 @@ class FrontEndService(MultiService):
         self.marks.duration = config.frontend.unavailable_for
         old = self.runtime
         self.runtime = Runtime.build(
-            config, self._reactor, self.marks, directory=self._directory_for(config)
+            config,
+            self._reactor,
+            self.marks,
+            agent=Upstream.for_config(self._reactor, config),
+            directory=self._directory_for(config),
         )
         # The new runtime has its own back-end pool; requests in flight keep
         # their connections, the idle ones of the old pool go now.

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import error as ierror
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from frontend.errors import NoServerAvailable, ReferralLoop
@@ -49,13 +51,16 @@ CONNECT_FAILURES = (
 # ConnectingCancelledError is not one: it is what a connect cancelled because
 # the client went away raises, and must not mark the server.
 
+#: Referrals followed in a row; a third is a loop (DESIGN.md section 6).
+MAX_REFERRALS = 2
+
 
 class Forwarder:
     """Sends requests along their routes; one per front end."""
 
     def __init__(
         self,
-        clock: Any,
+        clock: IReactorTime,
         marks: UnavailableMarks,
         metrics: ProxyObserver,
         seen: dict[str, tuple[int | None, float]],
@@ -95,7 +100,6 @@ class Forwarder:
         candidates = self._available(route)
         tried: set[str] = set()
         referrals = 0
-        rerouted = False
         while True:
             server = candidates.pop(0)
             tried.add(server.lower())
@@ -111,24 +115,8 @@ class Forwarder:
             try:
                 response = await d
             except CONNECT_FAILURES as e:
-                log.warn("back end {server} unreachable: {e}", server=server, e=e)
-                self._seen[server] = (None, self._clock.seconds())
-                if route.mark:
-                    self._marks.mark(server)
-                    self._metrics.server_marked(server)
-                    candidates = [s for s in candidates if s not in self._marks]
-                if route.failover and candidates:
-                    continue
-                if route.mark:
-                    raise NoServerAvailable(detail=f"last tried {server}: {e}") from e
-                if not rerouted:
-                    rerouted = True
-                    moved = await rt.router.reroute_refused(route)
-                    if moved is not None:
-                        log.info("mailbox moved to {servers}", servers=moved.servers)
-                        route, candidates = moved, list(moved.servers)
-                        continue
-                raise
+                route, candidates = await self._unreachable(rt, route, candidates, server, e)
+                continue
             finally:
                 pending.remove(d)
             listed = self._referral(route, response)
@@ -136,7 +124,7 @@ class Forwarder:
                 return response, server
             referrals += 1
             self._metrics.referral_followed(route.vdir.path)
-            if referrals > 2:
+            if referrals > MAX_REFERRALS:
                 raise ReferralLoop(detail=f"third referral in a row, from {server}")
             log.info(
                 "{server} referred {uri} to {listed}",
@@ -151,6 +139,32 @@ class Forwarder:
             route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
             candidates = self._available(route)
 
+    async def _unreachable(
+        self, rt: Runtime, route: Route, candidates: list[str], server: str, error: Exception
+    ) -> tuple[Route, list[str]]:
+        """``server`` could not be reached (nothing of the request reached it):
+        where to try next, or raise.
+
+        A replica is marked and the next in hash order tried; a mailbox server
+        is looked up once more, bypassing the caches, in case the mailbox moved.
+        """
+        log.warn("back end {server} unreachable: {e}", server=server, e=error)
+        self._seen[server] = (None, self._clock.seconds())
+        if route.mark:
+            self._marks.mark(server)
+            self._metrics.server_marked(server)
+            candidates = [s for s in candidates if s not in self._marks]
+        if route.failover and candidates:
+            return route, candidates
+        if route.mark:
+            raise NoServerAvailable(detail=f"last tried {server}: {error}") from error
+        moved = await rt.router.reroute_refused(route)
+        if moved is not None:
+            log.info("mailbox moved to {servers}", servers=moved.servers)
+            # once: the moved route has no owner to look up again
+            return replace(moved, owner_key=None), list(moved.servers)
+        raise error
+
     def _available(self, route: Route) -> list[str]:
         """The route's servers, without marked ones when marks apply."""
         if not route.mark:
@@ -163,7 +177,7 @@ class Forwarder:
     @staticmethod
     def _referral(route: Route, response: Exchange) -> tuple[str, ...]:
         """The servers a 421 referral names (its body is drained); () otherwise."""
-        if response.code != 421 or not route.referrals:
+        if response.code != HTTPStatus.MISDIRECTED_REQUEST or not route.referrals:
             return ()
         listed = parse_replica_servers(response.header(b"x-replica-servers"))
         if listed:

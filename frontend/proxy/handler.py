@@ -10,9 +10,11 @@ by :meth:`FrontEnd._answer_error`, through :func:`frontend.errors.status_for`.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
@@ -38,7 +40,10 @@ def NO_ACCESS_LOG(event: dict[str, Any]) -> None:  # noqa: N802 - a constant
 log = Logger()
 
 
-def _drive(coro: Coroutine[Any, Any, None], result: Any = None) -> None:
+Driven = Coroutine["defer.Deferred[object]", object, None]
+
+
+def _drive(coro: Driven, result: object = None) -> None:
     """Run ``coro``, which awaits only Deferreds, until it waits on one; resume
     it when that one fires.
 
@@ -50,7 +55,7 @@ def _drive(coro: Coroutine[Any, Any, None], result: Any = None) -> None:
     """
     try:
         if isinstance(result, Failure):
-            waiting: defer.Deferred[Any] = result.throwExceptionIntoGenerator(coro)  # type: ignore[arg-type]
+            waiting: defer.Deferred[object] = result.throwExceptionIntoGenerator(coro)
         else:
             waiting = coro.send(result)
     except StopIteration:
@@ -61,7 +66,7 @@ def _drive(coro: Coroutine[Any, Any, None], result: Any = None) -> None:
     waiting.addBoth(_resume, coro)
 
 
-def _resume(result: Any, coro: Coroutine[Any, Any, None]) -> None:
+def _resume(result: object, coro: Driven) -> None:
     # The result goes into the coroutine, which handles a failure; the
     # Deferred ends with None, so no failure is left in it unhandled.
     _drive(coro, result)
@@ -73,7 +78,7 @@ class FrontEnd:
     def __init__(
         self,
         runtime: Callable[[], Runtime],
-        reactor: Any,
+        reactor: IReactorTime,
         marks: UnavailableMarks,
         metrics: ProxyObserver = NO_OBSERVER,
         access: Callable[[dict[str, Any]], None] | None = None,
@@ -136,7 +141,7 @@ class FrontEnd:
 
         def client_gone() -> None:
             gone.append(True)
-            for d in list(pending):
+            for d in pending:
                 d.cancel()
             for r in relay:
                 r.client_gone()
@@ -190,9 +195,9 @@ class FrontEnd:
             length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
         request.respond(response.code, response.phrase, response.end_to_end, length)
 
-        def done(sent: int, complete: bool) -> None:
+        def done(sent: int, error: str | None) -> None:
             info["bytes"] = sent
-            info["complete"] = complete
+            info["complete"] = error is None
 
         r = ResponseRelay(request, response, done)
         relay.append(r)
@@ -202,7 +207,7 @@ class FrontEnd:
         self, request: IncomingRequest, exc: BaseException, rt: Runtime, info: dict[str, Any]
     ) -> None:
         answer = status_for(exc)
-        emit = log.warn if answer.status >= 500 else log.info
+        emit = log.warn if answer.status >= HTTPStatus.INTERNAL_SERVER_ERROR else log.info
         emit(
             "{method} {uri} answered {status}: {detail}",
             method=request.method.decode("ascii", "replace"),

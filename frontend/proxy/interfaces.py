@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["NO_OBSERVER", "ProxyObserver"]
+from frontend.directory.interfaces import DirectorySearch, PasswordCheck
+
+__all__ = ["NO_OBSERVER", "ProxyObserver", "UserDirectory"]
+
+
+class UserDirectory(DirectorySearch, PasswordCheck, Protocol):
+    """The directory as a runtime uses it: lookups and password checks."""
 
 
 class ProxyObserver(Protocol):

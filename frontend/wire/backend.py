@@ -20,11 +20,13 @@ times the wait.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import Any
+from typing import Protocol as Interface
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,9 +37,6 @@ from frontend.wire.interfaces import BodySink, BodySource, OutgoingRequest
 from frontend.wire.response_parser import Malformed, ResponseHead, ResponseParser
 from frontend.wire.timers import Deadline
 from frontend.wire.transport import write_now
-
-if TYPE_CHECKING:
-    from frontend.wire.pool import Upstream
 
 __all__ = ["CONTINUE_WAIT", "BackendConnection", "BackendExchange"]
 
@@ -69,6 +68,27 @@ def request_head(request: OutgoingRequest) -> bytes:
             parts.append(b"Expect: 100-continue\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+class Pool(Interface):
+    """What a back-end connection asks of the pool it belongs to
+    (:class:`frontend.wire.pool.Upstream`)."""
+
+    @property
+    def clock(self) -> IReactorTime: ...
+
+    response_timeout: float
+    idle_timeout: float
+    connections_made: int
+
+    def connect(self, ex: BackendExchange) -> None:
+        """Open a new connection for ``ex`` (a stale pooled one failed it)."""
+
+    def release(self, conn: BackendConnection) -> None:
+        """``conn`` finished an exchange cleanly: keep it idle, or close it."""
+
+    def forget(self, conn: BackendConnection) -> None:
+        """``conn`` closed while idle."""
 
 
 class BackendExchange:
@@ -119,11 +139,11 @@ class BackendExchange:
     def pause(self) -> None:
         """Stop reading the back-end connection."""
         if self._conn is not None:
-            self._conn.pause(True)
+            self._conn.pause(paused=True)
 
     def resume(self) -> None:
         if self._conn is not None:
-            self._conn.pause(False)
+            self._conn.pause(paused=False)
 
     def abort(self) -> None:
         """Abort the connection; a sink is told ``body_end("aborted")``."""
@@ -149,7 +169,7 @@ class BackendExchange:
         else:
             d.errback(result)
 
-    def _cancel(self, d: Deferred[BackendExchange]) -> None:
+    def _cancel(self, _d: Deferred[BackendExchange]) -> None:
         self._d = None  # Deferred.cancel then fails it with CancelledError
         if self._connecting is not None:
             connecting, self._connecting = self._connecting, None
@@ -214,11 +234,11 @@ class _BodyWriter:
     def pauseProducing(self) -> None:
         if not self.done:
             self._source.pause()
-            self._conn.write_blocked(True)
+            self._conn.write_blocked(blocked=True)
 
     def resumeProducing(self) -> None:
         if not self.done:
-            self._conn.write_blocked(False)
+            self._conn.write_blocked(blocked=False)
             self._source.resume()
 
     def stopProducing(self) -> None:
@@ -230,7 +250,7 @@ class BackendConnection(Protocol):
 
     transport: Any
 
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Pool) -> None:
         self._up = upstream
         self.key = ""
         self._parser = ResponseParser(self)
@@ -243,7 +263,6 @@ class BackendConnection(Protocol):
         self._reused = self._got = False  # _got: a byte of the response arrived
         self._waiting_continue = False
         self._continue_now = self._head_now = False
-        self._sending = False  # the request body is still being written
         self._body_done = True  # the whole request body went out
         self._in_body = False  # the response head arrived, its body is not over
         self._paused = self._held = False
@@ -259,7 +278,7 @@ class BackendConnection(Protocol):
 
     # starting an exchange
 
-    def start(self, ex: BackendExchange, reused: bool) -> None:
+    def start(self, ex: BackendExchange, *, reused: bool) -> None:
         self.key, self._ex, ex._conn = ex.key, ex, self
         self._idle, self._reused, self._got = False, reused, False
         self._in_body = self._held = self._paused = False
@@ -277,14 +296,14 @@ class BackendConnection(Protocol):
 
     def _send_body(self) -> None:
         ex = self._ex
-        assert ex is not None
-        assert ex.request.body is not None
+        body = ex.request.body if ex is not None else None
+        if ex is None or body is None:
+            return
         self._waiting_continue = False
-        self._sending = True
         self._deadline.clear()  # the client connection times a slow body
-        writer = self._writer = _BodyWriter(self, ex, ex.request.body)
-        self.transport.registerProducer(writer, True)
-        ex.request.body.stream_to(writer)
+        writer = self._writer = _BodyWriter(self, ex, body)
+        self.transport.registerProducer(writer, streaming=True)
+        body.stream_to(writer)
 
     def _continue_anyway(self) -> None:
         if self._waiting_continue and self._ex is not None:
@@ -297,7 +316,7 @@ class BackendConnection(Protocol):
         if self._ex is not None and not self._in_body and not self._parser.complete:
             self._arm_response()
 
-    def write_blocked(self, blocked: bool) -> None:
+    def write_blocked(self, *, blocked: bool) -> None:
         """The back end stopped (or resumed) taking the body."""
         if self._ex is None or self._in_body:
             return
@@ -308,7 +327,6 @@ class BackendConnection(Protocol):
 
     def _stop_writer(self) -> None:
         writer, self._writer = self._writer, None
-        self._sending = False
         if writer is not None:
             writer.detach()
             if not self._closed:
@@ -344,12 +362,13 @@ class BackendConnection(Protocol):
             self._end_body(None)
 
     def response_interim(self, code: int) -> None:
-        if code == 100:
+        if code == HTTPStatus.CONTINUE:
             self._continue_now = True
 
     def response_head(self, head: ResponseHead) -> None:
         ex = self._ex
-        assert ex is not None
+        if ex is None:  # cannot be: the parser is fed only during an exchange
+            raise Malformed("a response to no request")
         ex.code, ex.phrase, ex.headers, ex.length = (
             head.code,
             head.phrase,
@@ -378,7 +397,8 @@ class BackendConnection(Protocol):
 
     def _head_arrived(self) -> None:
         ex = self._ex
-        assert ex is not None
+        if ex is None:
+            return
         if not self._parser.complete:
             self._deadline.set(self._up.response_timeout, self._timed_out)
         ex.fire(ex)
@@ -392,16 +412,17 @@ class BackendConnection(Protocol):
             if not self._paused:
                 self.transport.resumeProducing()
 
-    def pause(self, pause: bool) -> None:
-        if self._paused is pause:
+    def pause(self, *, paused: bool) -> None:
+        """Stop (or start again) reading the response, for the consumer."""
+        if self._paused is paused:
             return
-        self._paused = pause
-        if pause:
+        self._paused = paused
+        if paused:
             self._deadline.clear()  # a slow client is not the back end's fault
         elif self._in_body:
             self._deadline.set(self._up.response_timeout, self._timed_out)
         if not self._held and not self._closed:
-            if pause:
+            if paused:
                 self.transport.pauseProducing()
             else:
                 self.transport.resumeProducing()
@@ -476,7 +497,7 @@ class BackendConnection(Protocol):
         self._close(abort=True)
         ex.fire(GatewayTimeout(detail=f"{ex.server}: no response in {t}s"))
 
-    def _close(self, abort: bool = False) -> None:
+    def _close(self, *, abort: bool = False) -> None:
         """Close the connection (it is then never pooled again)."""
         if self._idle:
             self._up.forget(self)

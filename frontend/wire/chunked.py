@@ -33,7 +33,7 @@ MAX_OVERHEAD = 65536
 class ChunkedDecoder:
     """Decodes one chunked body; payload goes to ``out``."""
 
-    __slots__ = ("_parser", "_out", "_tail", "_overhead", "_got", "done")
+    __slots__ = ("_got", "_out", "_overhead", "_parser", "_tail", "done")
 
     def __init__(self, out: Callable[[bytes], None]) -> None:
         self._out = out

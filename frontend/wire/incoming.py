@@ -16,7 +16,7 @@ from frontend.errors import ErrorAnswer
 from frontend.wire.interfaces import BodySink, PushProducer
 from frontend.wire.request_head import RequestHead
 
-__all__ = ["ClientChannel", "IncomingRequest", "error_page", "phrase_of"]
+__all__ = ["ClientChannel", "IncomingRequest", "RequestHandler", "error_page", "phrase_of"]
 
 _NO_BODY = frozenset({204, 304})
 _PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
@@ -55,7 +55,8 @@ class ClientChannel(Protocol):
 
     def stop_streaming(self) -> None: ...
 
-    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool) -> None: ...
+    def request_done(self, request: IncomingRequest, *, keep_alive: bool, abort: bool) -> None:
+        """The response is over (``abort``: drop the connection at once)."""
 
 
 class IncomingRequest:
@@ -185,7 +186,7 @@ class IncomingRequest:
             self._conn.send(self._head + end)
             self._head = b""
         self.done = True
-        self._conn.request_done(self, self.keep_alive, False)
+        self._conn.request_done(self, keep_alive=self.keep_alive, abort=False)
         self._ended()
 
     def cut(self) -> None:
@@ -194,14 +195,14 @@ class IncomingRequest:
         if not self.done:
             self.done = True
             self.flush()
-            self._conn.request_done(self, False, False)
+            self._conn.request_done(self, keep_alive=False, abort=False)
             self._ended()
 
     def abort(self) -> None:
         """Drop the connection at once."""
         if not self.done:
             self.done = True
-            self._conn.request_done(self, False, True)
+            self._conn.request_done(self, keep_alive=False, abort=True)
             self._ended()
 
     def gone(self) -> None:
@@ -223,3 +224,10 @@ class IncomingRequest:
 
     def unregister_producer(self) -> None:
         self._conn.stop_streaming()
+
+
+class RequestHandler(Protocol):
+    """Answers client requests; called once per request, as soon as its head
+    is read (the body is read only when the handler asks for it)."""
+
+    def handle(self, request: IncomingRequest) -> None: ...

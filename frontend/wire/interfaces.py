@@ -9,21 +9,19 @@ pushes back with the source's ``pause``/``resume`` when it cannot take more.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from twisted.internet.defer import Deferred
-
-if TYPE_CHECKING:
-    from frontend.wire.incoming import IncomingRequest
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 
 __all__ = [
     "BackendClient",
     "BodySink",
     "BodySource",
     "Exchange",
+    "IBackendReactor",
     "OutgoingRequest",
     "PushProducer",
-    "RequestHandler",
 ]
 
 Pairs = list[tuple[bytes, bytes]]
@@ -62,13 +60,6 @@ class PushProducer(Protocol):
     def resumeProducing(self) -> None: ...
 
     def stopProducing(self) -> None: ...
-
-
-class RequestHandler(Protocol):
-    """Answers client requests; called once per request, as soon as its head
-    is read (the body is read only when the handler asks for it)."""
-
-    def handle(self, request: IncomingRequest) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +106,10 @@ class Exchange(Protocol):
     def resume(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+class IBackendReactor(IReactorTCP, IReactorTime):
+    """What the back-end client asks of its reactor: TCP connections and time."""
 
 
 class BackendClient(Protocol):

@@ -13,8 +13,8 @@ def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
     """The tokens of ``Connection`` header values, lowercased, empty ones dropped."""
     out: set[bytes] = set()
     for value in values:
-        for token in value.split(b","):
-            token = token.strip().lower()
+        for part in value.split(b","):
+            token = part.strip().lower()
             if token:
                 out.add(token)
     return frozenset(out)
@@ -31,7 +31,7 @@ def client_keeps_alive(version: bytes, tokens: frozenset[bytes]) -> bool:
     return version == b"HTTP/1.1" and b"close" not in tokens
 
 
-def backend_reusable(version: bytes, tokens: frozenset[bytes], delimited: bool) -> bool:
+def backend_reusable(version: bytes, tokens: frozenset[bytes], *, delimited: bool) -> bool:
     """Whether a back-end connection may go back to the pool after a response.
 
     ``delimited``: the body's end was known from its framing (a length or the

@@ -11,7 +11,6 @@ recently used is the least likely to have been closed by the back end.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -20,8 +19,9 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 
+from frontend.config import Config
 from frontend.wire.backend import BackendConnection, BackendExchange
-from frontend.wire.interfaces import Exchange, OutgoingRequest
+from frontend.wire.interfaces import Exchange, IBackendReactor, OutgoingRequest
 
 __all__ = ["Upstream"]
 
@@ -32,7 +32,7 @@ class _ConnectionFactory(Factory):
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
-    def buildProtocol(self, addr: object) -> BackendConnection:
+    def buildProtocol(self, addr: object) -> BackendConnection:  # noqa: ARG002 - one kind of connection
         return BackendConnection(self.upstream)
 
 
@@ -41,7 +41,7 @@ class Upstream:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IBackendReactor,
         *,
         port: int,
         connect_timeout: float,
@@ -61,6 +61,20 @@ class Upstream:
         self._idle: dict[str, list[BackendConnection]] = {}
         self._factory = _ConnectionFactory(self)
         self.connections_made = 0
+
+    @classmethod
+    def for_config(cls, reactor: IBackendReactor, config: Config) -> Upstream:
+        """The back-end client of a configuration."""
+        fe = config.frontend
+        return cls(
+            reactor,
+            port=fe.backend_port,
+            connect_timeout=fe.connect_timeout,
+            response_timeout=fe.response_timeout,
+            hosts=config.hosts,
+            max_idle_per_backend=fe.max_idle_per_backend,
+            idle_timeout=fe.idle_timeout,
+        )
 
     def send(self, server: str, request: OutgoingRequest) -> Deferred[Exchange]:
         """Send one request; fires with the response once its head is read.

@@ -27,15 +27,16 @@ log = Logger()
 
 @implementer(IPushProducer)
 class ResponseRelay:
-    """Relays ``response``'s body to ``request``; ``on_done(sent, complete)`` at the end."""
+    """Relays ``response``'s body to ``request``; ``on_done(sent, error)`` at the end
+    (``error`` None when the body was whole)."""
 
-    __slots__ = ("_request", "_response", "_on_done", "_finished", "sent")
+    __slots__ = ("_finished", "_on_done", "_request", "_response", "sent")
 
     def __init__(
         self,
         request: IncomingRequest,
         response: Exchange,
-        on_done: Callable[[int, bool], None],
+        on_done: Callable[[int, str | None], None],
     ) -> None:
         self._request = request
         self._response = response
@@ -61,7 +62,7 @@ class ResponseRelay:
             return
         self._finished = True
         self._request.unregister_producer()
-        self._on_done(self.sent, error is None)
+        self._on_done(self.sent, error)
         if error is None:
             self._request.finish()
         else:
@@ -75,7 +76,7 @@ class ResponseRelay:
         if not self._finished:
             self._finished = True
             self._response.abort()
-            self._on_done(self.sent, False)
+            self._on_done(self.sent, "the client went away")
 
     # IPushProducer, driven by the client's connection
 

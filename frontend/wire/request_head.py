@@ -42,6 +42,8 @@ MAX_LINE = 16384  # the request line, or one header line, in bytes
 MAX_HEAD = 65536  # the whole head
 MAX_HEADERS = 100  # header fields in a head (as Apache's LimitRequestFields)
 MAX_METHOD = 32
+MAX_LENGTH_DIGITS = 18  # a Content-Length, in decimal digits (under 2**63)
+_VERSIONS = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
 
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}\Z")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
@@ -136,14 +138,14 @@ def check_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     if len(line) > MAX_LINE:
         raise URITooLong(detail="request line over 16 KiB")
     parts = line.split(b" ")
-    if len(parts) != 3:
+    if len(parts) != 3:  # noqa: PLR2004 - method, target, version
         raise BadRequest(detail="request line not made of three parts")
     method, target, version = parts
     if not _METHOD.match(method):
         raise BadRequest(detail="the method is not a token of at most 32 bytes")
     if method == b"CONNECT":
         raise BadRequest(detail="CONNECT: a front end opens no tunnels")
-    if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+    if version not in _VERSIONS:
         if _VERSION.match(version):
             raise VersionNotSupported(detail=f"version {version.decode()}")
         raise BadRequest(detail="malformed HTTP version")
@@ -214,7 +216,7 @@ class HeadParser:
         if parser is None:
             parser = self._parser = httptools.HttpRequestParser(self)
         self._target = b""
-        self._headers = headers = []
+        self._headers = headers = list[tuple[bytes, bytes]]()
         self._found = [[], [], [], [], [], []]
         self._forward = []
         self._lookalike = None
@@ -319,7 +321,7 @@ def _check_fields(
         length = None
     elif lengths:
         value = lengths[0]
-        if len(lengths) != 1 or not value.isdigit() or len(value) > 18:
+        if len(lengths) != 1 or not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
             raise BadRequest(detail="invalid Content-Length")
         length = int(value)
     expect_continue = False

@@ -17,6 +17,7 @@ from frontend.wire.chunked import ChunkedDecoder
 from frontend.wire.request_head import (
     MAX_HEAD,
     MAX_LINE,
+    MAX_METHOD,
     HeadParser,
     RequestHead,
     check_request_line,
@@ -120,10 +121,10 @@ class RequestReader:
         if eol < 0:
             if len(buf) > MAX_LINE:
                 raise URITooLong(detail="request line over 16 KiB")
-            space = buf.find(b" ", 0, 33)
-            if _METHOD_BYTE.search(buf, 0, space if space >= 0 else 33):
+            space = buf.find(b" ", 0, MAX_METHOD + 1)
+            if _METHOD_BYTE.search(buf, 0, space if space >= 0 else MAX_METHOD + 1):
                 raise BadRequest(detail="the request does not begin with a method")
-            if space < 0 and len(buf) > 32:
+            if space < 0 and len(buf) > MAX_METHOD:
                 raise BadRequest(detail="the method is not a token of at most 32 bytes")
             if b"\n" in buf or b"\r" in buf[:-1]:
                 raise BadRequest(detail="bare CR or LF in the request line")
@@ -179,5 +180,5 @@ class RequestReader:
         self._out(data)
 
 
-def _nowhere(data: bytes) -> None:
+def _nowhere(_data: bytes) -> None:
     raise AssertionError("chunked body data outside RequestReader.body")

@@ -12,6 +12,7 @@ Content-Length: llhttp refuses them, and the front end answers 502.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import NamedTuple, Protocol
 
 import httptools
@@ -95,7 +96,7 @@ class ResponseParser:
         self.complete = False  # the final response, body included, is over
         self.extra = False  # bytes came after it (the connection is then not reused)
 
-    def start(self, bodyless: bool) -> None:
+    def start(self, *, bodyless: bool) -> None:
         """A new exchange; ``bodyless``: its request was HEAD.
 
         llhttp is ready for the next response once one has completed; after
@@ -175,8 +176,8 @@ class ResponseParser:
             return
         parser = self._parser
         code = parser.get_status_code()
-        if code < 200:
-            if code < 100 or code == 101:
+        if code < HTTPStatus.OK:
+            if code < HTTPStatus.CONTINUE or code == HTTPStatus.SWITCHING_PROTOCOLS:
                 raise Malformed(f"status {code}")
             self._interim = True
             self._new_head()
@@ -195,7 +196,7 @@ class ResponseParser:
             length, delimited = None, False
         tokens = connection_tokens(connection) if connection else _NO_TOKENS
         version = b"HTTP/" + parser.get_http_version().encode("ascii")
-        reusable = backend_reusable(version, tokens, delimited)
+        reusable = backend_reusable(version, tokens, delimited=delimited)
         forward = drop_connection_named(self._forward, connection) if tokens else self._forward
         head = ResponseHead(code, self._phrase, self._headers, length, reusable, forward)
         self._head = head

@@ -52,8 +52,8 @@ from frontend.errors import (
     TooManyConnections,
     status_for,
 )
-from frontend.wire.incoming import IncomingRequest, error_page, phrase_of
-from frontend.wire.interfaces import BodySink, PushProducer, RequestHandler
+from frontend.wire.incoming import IncomingRequest, RequestHandler, error_page, phrase_of
+from frontend.wire.interfaces import BodySink, PushProducer
 from frontend.wire.request_reader import RequestReader
 from frontend.wire.timers import Deadline
 from frontend.wire.transport import write_now
@@ -152,7 +152,7 @@ class ClientConnection(Protocol):
             return
         self._arm()
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: ARG002 - any reason ends it alike
         self._state = CLOSED
         self._armed = ""
         self._deadline.stop()
@@ -295,7 +295,7 @@ class ClientConnection(Protocol):
     def stream_from(self, producer: PushProducer) -> None:
         if self._state is ACTIVE:
             self._producer = producer
-            self.transport.registerProducer(self, True)
+            self.transport.registerProducer(self, streaming=True)
 
     def stop_streaming(self) -> None:
         if self._producer is not None:
@@ -321,7 +321,7 @@ class ClientConnection(Protocol):
         if self._producer is not None:
             self._producer.stopProducing()
 
-    def request_done(self, request: IncomingRequest, keep_alive: bool, abort: bool) -> None:
+    def request_done(self, request: IncomingRequest, *, keep_alive: bool, abort: bool) -> None:
         if request is not self._request or self._state is not ACTIVE:
             return
         self.stop_streaming()
@@ -349,7 +349,7 @@ class ClientConnection(Protocol):
 
     # refusals and closing
 
-    def _refuse(self, error: ProxyError, linger: bool = True) -> None:
+    def _refuse(self, error: ProxyError, *, linger: bool = True) -> None:
         """Answer with a one-line error and close (after a lingering read)."""
         answer = status_for(error)
         log.info(
@@ -424,7 +424,7 @@ class ClientConnection(Protocol):
             return HEAD_DUE
         return LINGER_DUE
 
-    def _arm(self, progress: bool = False) -> None:
+    def _arm(self, *, progress: bool = False) -> None:
         """Arm the deadline of the state the connection is in, on entering it
         (and again on progress, where the deadline counts silence)."""
         if self._state is CLOSED:
@@ -496,7 +496,7 @@ class FrontEndFactory(Factory):
         self.connections: set[ClientConnection] = set()
         self._all_closed: list[Deferred[None]] = []
 
-    def buildProtocol(self, addr: object) -> ClientConnection:
+    def buildProtocol(self, addr: object) -> ClientConnection:  # noqa: ARG002 - the connection reads its peer
         return ClientConnection(self)
 
     def connection_closed(self, conn: ClientConnection) -> None:

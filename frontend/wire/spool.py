@@ -51,7 +51,8 @@ class Spool:
         else:
             self._memory += data
             if len(self._memory) > MEMORY:
-                self._file = tempfile.TemporaryFile(prefix="feproxy-body-")
+                # Open while the request lasts; close() closes it.
+                self._file = tempfile.TemporaryFile(prefix="feproxy-body-")  # noqa: SIM115
                 self._file.write(self._memory)
                 self._memory = bytearray()
         self.size += len(data)

@@ -12,7 +12,8 @@ moves it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 __all__ = ["Deadline"]
 
@@ -21,13 +22,13 @@ class Deadline:
     """At most one pending action, run ``seconds`` after :meth:`set` unless
     :meth:`clear` or :meth:`stop` comes first."""
 
-    __slots__ = ("_clock", "_due", "_action", "_call")
+    __slots__ = ("_action", "_call", "_clock", "_due")
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._due: float | None = None
         self._action: Callable[[], object] | None = None
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
 
     def set(self, seconds: float, action: Callable[[], object]) -> None:
         """Run ``action`` in ``seconds`` (replacing any pending one)."""
@@ -64,5 +65,5 @@ class Deadline:
             return
         action = self._action
         self._due = self._action = None
-        assert action is not None
-        action()
+        if action is not None:
+            action()

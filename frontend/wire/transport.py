@@ -20,19 +20,18 @@ so an upgrade cannot silently make this write out of order.
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import ITransport
 from twisted.internet.tcp import Connection
 
 __all__ = ["fast_path_available", "write_now"]
 
 
-def fast_path_available(transport: Any) -> bool:
+def fast_path_available(transport: ITransport) -> bool:
     """Whether ``transport`` is one :func:`write_now` may write to directly."""
     return isinstance(transport, Connection) and not transport.TLS
 
 
-def write_now(transport: Any, data: bytes) -> None:
+def write_now(transport: ITransport, data: bytes) -> None:
     """Write ``data`` to ``transport``, straight to its socket when nothing waits."""
     if (
         isinstance(transport, Connection)
