@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import defer
@@ -51,6 +50,8 @@ CONNECT_FAILURES = (
 # ConnectingCancelledError is not one: it is what a connect cancelled because
 # the client went away raises, and must not mark the server.
 
+#: The status of a back end's referral (421 Misdirected Request).
+REFERRAL = 421
 #: Referrals followed in a row; a third is a loop (DESIGN.md section 6).
 MAX_REFERRALS = 2
 
@@ -177,7 +178,7 @@ class Forwarder:
     @staticmethod
     def _referral(route: Route, response: Exchange) -> tuple[str, ...]:
         """The servers a 421 referral names (its body is drained); () otherwise."""
-        if response.code != HTTPStatus.MISDIRECTED_REQUEST or not route.referrals:
+        if response.code != REFERRAL or not route.referrals:
             return ()
         listed = parse_replica_servers(response.header(b"x-replica-servers"))
         if listed:

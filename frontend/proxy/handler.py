@@ -193,6 +193,15 @@ class FrontEnd:
         if request.method == b"HEAD":  # the length the body would have had
             declared = response.header(b"content-length")
             length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
+        whole = response.whole_body()
+        if whole is not None:  # the common small answer: no relay needed
+            if request.method != b"HEAD":
+                length = len(whole)
+            request.respond(response.code, response.phrase, response.end_to_end, length)
+            request.write(whole)
+            request.finish()
+            info["bytes"] = len(whole)
+            return
         request.respond(response.code, response.phrase, response.end_to_end, length)
 
         def done(sent: int, error: str | None) -> None:

@@ -34,6 +34,8 @@ class UnavailableMarks:
         return until
 
     def __contains__(self, server: object) -> bool:
+        if not self._until:  # the common case: nothing marked
+            return False
         return isinstance(server, str) and self.expires(server) is not None
 
     def snapshot(self) -> dict[str, float]:

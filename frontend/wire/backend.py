@@ -20,7 +20,6 @@ times the wait.
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 from typing import Protocol as Interface
 
@@ -42,6 +41,7 @@ __all__ = ["CONTINUE_WAIT", "BackendConnection", "BackendExchange"]
 
 log = Logger()
 
+_CONTINUE = 100
 #: How long the body waits for ``100 Continue`` before it is sent anyway.
 CONTINUE_WAIT = 1.0
 _NO_LENGTH_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"))
@@ -135,6 +135,16 @@ class BackendExchange:
         for data in rest:
             sink.body_data(data)
         sink.body_end(self._outcome)
+
+    def whole_body(self) -> bytes | None:
+        """The whole body, when it came with the head (it is then taken, as
+        :meth:`deliver_body` would give it); None when more is to come."""
+        conn = self._conn
+        if self._delivered or conn is None or not conn.body_complete:
+            return None
+        self._delivered = True
+        body, self._rest = b"".join(self._rest), []
+        return body
 
     def pause(self) -> None:
         """Stop reading the back-end connection."""
@@ -276,6 +286,11 @@ class BackendConnection(Protocol):
     def idle(self) -> bool:
         return self._idle
 
+    @property
+    def body_complete(self) -> bool:
+        """The response, body included, has been read whole."""
+        return self._in_body and self._parser.complete and self._sink is None
+
     # starting an exchange
 
     def start(self, ex: BackendExchange, *, reused: bool) -> None:
@@ -362,7 +377,7 @@ class BackendConnection(Protocol):
             self._end_body(None)
 
     def response_interim(self, code: int) -> None:
-        if code == HTTPStatus.CONTINUE:
+        if code == _CONTINUE:
             self._continue_now = True
 
     def response_head(self, head: ResponseHead) -> None:

@@ -50,13 +50,17 @@ TO_BACKEND_DROP = FRONT_END_HEADERS | _REFRAMED | HOP_BY_HOP
 #: Response headers never relayed as the back end sent them (the front end
 #: frames the body it relays itself).
 TO_CLIENT_DROP = frozenset({b"content-length"}) | HOP_BY_HOP
+# Connection tokens that name nothing left to drop.
+_ALWAYS_DROPPED = HOP_BY_HOP | {b"close"}
 
 
 def drop_connection_named(pairs: Pairs, connection: list[bytes]) -> Pairs:
     """``pairs`` without the headers that ``Connection`` values name."""
     if not connection:
         return pairs
-    named = connection_tokens(connection)
+    named = connection_tokens(connection) - _ALWAYS_DROPPED
+    if not named:  # "keep-alive", "close": nothing more to drop
+        return pairs
     return [pair for pair in pairs if pair[0].lower() not in named]
 
 

@@ -101,6 +101,9 @@ class Exchange(Protocol):
 
     def deliver_body(self, sink: BodySink) -> None: ...
 
+    def whole_body(self) -> bytes | None:
+        """The whole body if it came with the head (then taken), else None."""
+
     def pause(self) -> None: ...
 
     def resume(self) -> None: ...

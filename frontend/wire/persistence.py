@@ -4,13 +4,31 @@ outlives its exchange, for client connections and back-end connections alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = ["backend_reusable", "client_keeps_alive", "connection_tokens"]
 
 
-def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+# Single Connection values seen (a handful, over and over: "keep-alive",
+# "close"), with their tokens; bounded, emptied when full.
+_SEEN: dict[bytes, frozenset[bytes]] = {}
+_REMEMBER = 256
+
+
+def connection_tokens(values: Sequence[bytes]) -> frozenset[bytes]:
     """The tokens of ``Connection`` header values, lowercased, empty ones dropped."""
+    if len(values) == 1:
+        tokens = _SEEN.get(values[0])
+        if tokens is None:
+            tokens = _tokens(values)
+            if len(_SEEN) >= _REMEMBER:
+                _SEEN.clear()
+            _SEEN[values[0]] = tokens
+        return tokens
+    return _tokens(values)
+
+
+def _tokens(values: Iterable[bytes]) -> frozenset[bytes]:
     out: set[bytes] = set()
     for value in values:
         for part in value.split(b","):

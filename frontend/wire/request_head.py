@@ -264,10 +264,9 @@ _NO_TOKENS: frozenset[bytes] = frozenset()
 _DROPPED = -1
 #: Every field name that is not simply passed on: read (a kind), or dropped.
 _KIND = {**dict.fromkeys(TO_BACKEND_DROP, _DROPPED), **_SPECIAL}
-# Hosts and Connection values seen, already checked (a client sends the same
+# Hosts seen, already checked (a client sends the same
 # few over and over); bounded, emptied when full.
 _GOOD_HOSTS: dict[bytes, bool] = {}
-_TOKENS: dict[bytes, frozenset[bytes]] = {}
 _REMEMBER = 1024
 
 
@@ -279,18 +278,6 @@ def _host_ok(host: bytes) -> bool:
             _GOOD_HOSTS.clear()
         _GOOD_HOSTS[host] = ok
     return ok
-
-
-def _tokens(values: list[bytes]) -> frozenset[bytes]:
-    if len(values) != 1:
-        return connection_tokens(values)
-    tokens = _TOKENS.get(values[0])
-    if tokens is None:
-        tokens = connection_tokens(values)
-        if len(_TOKENS) >= _REMEMBER:
-            _TOKENS.clear()
-        _TOKENS[values[0]] = tokens
-    return tokens
 
 
 def _check_fields(
@@ -307,7 +294,7 @@ def _check_fields(
         raise BadRequest(detail="a request needs exactly one Host header")
     if not _host_ok(hosts[0]):
         raise BadRequest(detail="the Host header is not a host[:port]")
-    tokens = _tokens(connection) if connection else _NO_TOKENS
+    tokens = connection_tokens(connection) if connection else _NO_TOKENS
     if tokens & _NOT_HOP_BY_HOP:
         raise BadRequest(detail="Connection names a header that is not hop-by-hop")
     length: int | None = 0

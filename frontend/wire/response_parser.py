@@ -12,7 +12,6 @@ Content-Length: llhttp refuses them, and the front end answers 502.
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import NamedTuple, Protocol
 
 import httptools
@@ -26,6 +25,7 @@ MAX_HEAD = 65536
 MAX_LINE = 16384
 MAX_HEADERS = 100
 _NO_BODY_CODES = frozenset({204, 304})
+_CONTINUE, _SWITCHING_PROTOCOLS, _OK = 100, 101, 200  # ints: an enum member costs a lookup
 
 Pairs = list[tuple[bytes, bytes]]
 
@@ -77,7 +77,8 @@ class ResponseParser:
 
     __slots__ = (
         *("_events", "_parser", "_phrase", "_headers", "_found", "_forward", "_head"),
-        *("_size", "_interim", "_bodyless", "_skipping", "_until_close", "complete", "extra"),
+        *("_size", "_feeding", "_interim", "_bodyless", "_skipping", "_until_close"),
+        *("complete", "extra"),
     )
 
     def __init__(self, events: ResponseEvents) -> None:
@@ -88,7 +89,8 @@ class ResponseParser:
         self._found: list[list[bytes]] = [[], [], []]
         self._forward: Pairs = []
         self._head: ResponseHead | None = None
-        self._size = 0  # bytes of the head so far
+        self._size = 0  # bytes fed before this read, while no head was complete
+        self._feeding = 0  # bytes of the read being parsed
         self._interim = False
         self._bodyless = False
         self._skipping = False
@@ -122,6 +124,7 @@ class ResponseParser:
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raises :class:`Malformed` (or what an event raised)."""
+        self._feeding = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -132,8 +135,10 @@ class ResponseParser:
             raise Malformed("the back end switched protocols") from None
         except httptools.HttpParserError as e:
             raise Malformed(f"refused by llhttp: {e}") from None
-        if self._head is None and self._size + len(data) > MAX_HEAD:
-            raise Malformed("response head over 64 KiB")
+        if self._head is None:
+            self._size += len(data)
+            if self._size > MAX_HEAD:
+                raise Malformed("response head over 64 KiB")
 
     def eof(self) -> bool:
         """The connection closed: whether that ended the body cleanly (a body
@@ -150,19 +155,11 @@ class ResponseParser:
 
     def on_status(self, phrase: bytes) -> None:
         self._phrase += phrase
-        self._size += len(phrase) + 14
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.complete or self._head is not None:
+        # (the limits are checked once the head is complete: _check_limits)
+        if self._head is not None:
             return  # trailers, or a message after the end: dropped
-        size = len(name) + len(value)
-        if size > MAX_LINE:
-            raise Malformed("a header line over 16 KiB")
-        self._size += size + 4
-        if self._size > MAX_HEAD:
-            raise Malformed("response head over 64 KiB")
-        if len(self._headers) >= MAX_HEADERS:
-            raise Malformed(f"more than {MAX_HEADERS} header fields")
         pair = (name, value.rstrip(b" \t"))  # llhttp keeps trailing whitespace
         self._headers.append(pair)
         kind = _KIND.get(name.lower())
@@ -171,13 +168,28 @@ class ResponseParser:
         elif kind >= 0:
             self._found[kind].append(pair[1])
 
-    def on_headers_complete(self) -> None:
-        if self.complete:
+    def _check_limits(self) -> None:
+        """At most 100 fields, none over 16 KiB, 64 KiB in all (measured
+        exactly only when that many bytes came in)."""
+        headers = self._headers
+        if len(headers) > MAX_HEADERS:
+            raise Malformed(f"more than {MAX_HEADERS} header fields")
+        if self._size + self._feeding <= MAX_LINE:
             return
+        sizes = [len(name) + len(value) for name, value in headers]
+        if max(sizes, default=0) > MAX_LINE:
+            raise Malformed("a header line over 16 KiB")
+        if sum(sizes) + 4 * len(sizes) + len(self._phrase) + 16 > MAX_HEAD:
+            raise Malformed("response head over 64 KiB")
+
+    def on_headers_complete(self) -> None:
+        if self._head is not None:
+            return
+        self._check_limits()
         parser = self._parser
         code = parser.get_status_code()
-        if code < HTTPStatus.OK:
-            if code < HTTPStatus.CONTINUE or code == HTTPStatus.SWITCHING_PROTOCOLS:
+        if code < _OK:
+            if code < _CONTINUE or code == _SWITCHING_PROTOCOLS:
                 raise Malformed(f"status {code}")
             self._interim = True
             self._new_head()

@@ -22,13 +22,14 @@ class Deadline:
     """At most one pending action, run ``seconds`` after :meth:`set` unless
     :meth:`clear` or :meth:`stop` comes first."""
 
-    __slots__ = ("_action", "_call", "_clock", "_due")
+    __slots__ = ("_action", "_at", "_call", "_clock", "_due")
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._due: float | None = None
         self._action: Callable[[], object] | None = None
         self._call: IDelayedCall | None = None
+        self._at = 0.0  # when the timer is due
 
     def set(self, seconds: float, action: Callable[[], object]) -> None:
         """Run ``action`` in ``seconds`` (replacing any pending one)."""
@@ -37,8 +38,10 @@ class Deadline:
         call = self._call
         if call is None:
             self._call = self._clock.callLater(seconds, self._check)
-        elif call.getTime() > due:
+            self._at = due
+        elif self._at > due:
             call.reset(seconds)
+            self._at = due
 
     def clear(self) -> None:
         """Forget the pending action (the timer is left to lapse)."""
@@ -62,6 +65,7 @@ class Deadline:
         left = self._due - self._clock.seconds()
         if left > 0:
             self._call = self._clock.callLater(left, self._check)
+            self._at = self._due
             return
         action = self._action
         self._due = self._action = None
