@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -137,6 +138,11 @@ def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int
     # A --workers master starts its workers with these signals blocked; the
     # reactor's handlers (and ours for SIGHUP) are in place now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+    # What exists now (modules, configuration, listeners) lives as long as the
+    # process: keep it out of the cyclic collector's full passes, which took
+    # about 11 ms per 64,000 objects and showed in the latency tail.
+    gc.collect()
+    gc.freeze()
     log.info(
         "feproxy {name} serving on {listen}",
         name=service.config.frontend.name,

@@ -16,7 +16,6 @@ takes it:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -137,7 +136,7 @@ class Forwarder:
                 # the body went (in part) to that back end: the next one gets the copy
                 recorder.detach()
                 body = recorder.spool.replay(request.length)
-            route = replace(route, servers=rt.router.referred(route, creq.target, listed, tried))
+            route = route._replace(servers=rt.router.referred(route, creq.target, listed, tried))
             candidates = self._available(route)
 
     async def _unreachable(
@@ -163,7 +162,7 @@ class Forwarder:
         if moved is not None:
             log.info("mailbox moved to {servers}", servers=moved.servers)
             # once: the moved route has no owner to look up again
-            return replace(moved, owner_key=None), list(moved.servers)
+            return moved._replace(owner_key=None), list(moved.servers)
         raise error
 
     def _available(self, route: Route) -> list[str]:

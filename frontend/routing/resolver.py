@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from frontend.config import Config, VirtualDirectory
 from frontend.directory.credentials import Authenticator
@@ -35,8 +35,7 @@ from frontend.routing.hashing import HashPolicy, policy_named
 __all__ = ["ClientRequest", "Router"]
 
 
-@dataclass(frozen=True)
-class ClientRequest:
+class ClientRequest(NamedTuple):
     """What routing may look at in a client's request."""
 
     method: bytes
@@ -194,4 +193,4 @@ class Router:
         server = await self._lookups.store_server.get(store, fresh=True)
         if server is None or server.lower() in (s.lower() for s in route.servers):
             return None
-        return replace(route, servers=(server,))
+        return route._replace(servers=(server,))

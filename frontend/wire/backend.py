@@ -373,8 +373,15 @@ class BackendConnection(Protocol):
         if self._head_now:
             self._head_now = False
             self._head_arrived()
-        if self._in_body and self._parser.complete:
+        if not self._in_body:
+            return
+        if self._parser.complete:
             self._end_body(None)
+        elif self._sink is None and not self._held and self._ex is not None and self._ex._rest:
+            # body bytes nobody takes yet: read no more until deliver_body
+            self._held = True
+            if not self._paused:
+                self.transport.pauseProducing()
 
     def response_interim(self, code: int) -> None:
         if code == _CONTINUE:
@@ -404,11 +411,7 @@ class BackendConnection(Protocol):
             if not self._paused and self._in_body:
                 self._deadline.set(self._up.response_timeout, self._timed_out)
         elif self._ex is not None:
-            self._ex._rest.append(data)
-            if not self._held:
-                self._held = True
-                if not self._paused:
-                    self.transport.pauseProducing()
+            self._ex._rest.append(data)  # kept until deliver_body (see dataReceived)
 
     def _head_arrived(self) -> None:
         ex = self._ex

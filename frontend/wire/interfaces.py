@@ -8,8 +8,7 @@ pushes back with the source's ``pause``/``resume`` when it cannot take more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
@@ -62,8 +61,7 @@ class PushProducer(Protocol):
     def stopProducing(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRequest:
+class OutgoingRequest(NamedTuple):
     """A request for a back end.
 
     ``body`` None: no body.  ``expect_continue``: the head goes with
