@@ -129,6 +129,41 @@ def test_referral_is_followed_with_the_body_and_never_shown() -> None:
     assert second.target == b"/apps/Archive/note.eml"
 
 
+def test_referral_before_the_body_sends_it_whole_and_uncopied_to_the_replica() -> None:
+    """A replica that refers on the head (before asking for the body) never gets
+    the body; the listed replica gets it, straight from the client."""
+    n = first_user_on("ex2.example.com")
+    fe, _ = public_fe(users=n + 1)
+    fe.backends.early = lambda s: farm_like(s) if s.server == "ex2.example.com" else None
+    response, body = fe.request(
+        "PUT", "http://fe/apps/Archive/note.eml", data=b"note body", headers=basic(f"u{n}", "pw")
+    )
+    assert (response.code, body) == (200, b"/apps/archive from ex3.example.com")
+    first, second = fe.backends.sent
+    assert first.expect_continue
+    assert not first.body_read
+    assert second.body == b"note body"
+
+
+def test_a_listed_replica_that_takes_the_body_and_refers_again_is_502() -> None:
+    """After a referral the body goes on uncopied: a listed replica that takes
+    it and refers once more cannot be followed (502, never the referral)."""
+    n = first_user_on("ex2.example.com")
+
+    def always_refer(s: Sent) -> Any:
+        onward = b"ex4.example.com" if s.server == "ex2.example.com" else b"ex3.example.com"
+        return FakeResponse(code=421, headers=Headers({b"X-Replica-Servers": [onward]}))
+
+    fe, _ = public_fe(always_refer, users=n + 1)
+    fe.backends.early = lambda s: always_refer(s) if s.server == "ex2.example.com" else None
+    response, body = fe.request(
+        "PUT", "http://fe/apps/Archive/note.eml", data=b"note body", headers=basic(f"u{n}", "pw")
+    )
+    assert response.code == 502
+    assert b"referred the request in a loop" in body
+    assert [s.server for s in fe.backends.sent] == ["ex2.example.com", "ex4.example.com"]
+
+
 def test_referral_list_is_cached_for_the_folder_and_below() -> None:
     """After one referral, requests for that folder go straight to a listed replica."""
     n = first_user_on("ex2.example.com")

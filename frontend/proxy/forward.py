@@ -94,9 +94,12 @@ class Forwarder:
         body: BodySource | None = request if request.has_body else None
         recorder: Recorder | None = None
         if body is not None and route.referrals:
+            # The first server may ask for the body, then refer: keep a copy
+            # of what it takes (nothing if it refers before asking).
             spool = Spool()
             on_end(spool.close)
             body = recorder = Recorder(request, spool)
+        expect_continue = body is not None and route.referrals
         candidates = self._available(route)
         tried: set[str] = set()
         referrals = 0
@@ -108,7 +111,7 @@ class Forwarder:
                 route.target,
                 headers,
                 body=body,
-                expect_continue=recorder is not None,
+                expect_continue=expect_continue,
             )
             d = rt.agent.send(server, out)
             pending.append(d)
@@ -122,6 +125,9 @@ class Forwarder:
             listed = self._referral(route, response)
             if not listed:
                 return response, server
+            if response.body_sent and body is request:
+                # a server named by a referral took the body (uncopied), then referred
+                raise ReferralLoop(detail=f"{server} referred after taking the request body")
             referrals += 1
             self._metrics.referral_followed(route.vdir.path)
             if referrals > MAX_REFERRALS:
@@ -132,10 +138,13 @@ class Forwarder:
                 uri=creq.target.raw.decode("ascii"),
                 listed=", ".join(listed),
             )
-            if recorder is not None and recorder.started:
-                # the body went (in part) to that back end: the next one gets the copy
-                recorder.detach()
-                body = recorder.spool.replay(request.length)
+            if recorder is not None:
+                if recorder.started:
+                    # the body went (in part) to a back end: the next gets the copy
+                    recorder.detach()
+                    body = recorder.spool.replay(request.length)
+                else:  # referred before the body: it goes on untouched, uncopied
+                    body = request
             route = route._replace(servers=rt.router.referred(route, creq.target, listed, tried))
             candidates = self._available(route)
 

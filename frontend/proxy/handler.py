@@ -193,13 +193,9 @@ class FrontEnd:
         if request.method == b"HEAD":  # the length the body would have had
             declared = response.header(b"content-length")
             length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
-        whole = response.whole_body()
+        whole = response.whole_body() if request.method != b"HEAD" else None
         if whole is not None:  # the common small answer: no relay needed
-            if request.method != b"HEAD":
-                length = len(whole)
-            request.respond(response.code, response.phrase, response.end_to_end, length)
-            request.write(whole)
-            request.finish()
+            request.answer(response.code, response.phrase, response.end_to_end, whole)
             info["bytes"] = len(whole)
             return
         request.respond(response.code, response.phrase, response.end_to_end, length)

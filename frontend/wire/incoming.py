@@ -152,14 +152,19 @@ class IncomingRequest:
         # response leaves in one packet.
         self._head = b"".join(lines)
 
+    def answer(self, code: int, phrase: bytes, headers: Pairs, body: bytes) -> None:
+        """A whole response at once (head and body in one write)."""
+        self.respond(code, phrase, headers, len(body))
+        if not self._bodyless and body:
+            self._head += body
+        self.finish()
+
     def answer_error(self, answer: ErrorAnswer, extra: Pairs | None = None) -> int:
         """Answer with an error page; returns the length of its body."""
         headers, body = error_page(answer)
         if extra:
             headers += extra
-        self.respond(answer.status, phrase_of(answer.status), headers, len(body))
-        self.write(body)
-        self.finish()
+        self.answer(answer.status, phrase_of(answer.status), headers, body)
         return len(body)
 
     def flush(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,20 +27,35 @@ class ServeProcess:
         self.errors_path = errors
 
     @classmethod
-    def start(cls, config: Path, wait_for: tuple[str, int] | None, *extra: str) -> ServeProcess:
-        """``feproxy serve --config CONFIG EXTRA...``, logs beside the config file."""
-        return cls.start_command(["serve", "--config", str(config), *extra], config, wait_for)
+    def start(
+        cls,
+        config: Path,
+        wait_for: tuple[str, int] | None,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> ServeProcess:
+        """``feproxy serve --config CONFIG EXTRA...``, logs beside the config file
+        (``env``: variables to set in its environment)."""
+        args = ["serve", "--config", str(config), *extra]
+        return cls.start_command(args, config, wait_for, env=env)
 
     @classmethod
     def start_command(
-        cls, args: list[str], logs: Path, wait_for: tuple[str, int] | None
+        cls,
+        args: list[str],
+        logs: Path,
+        wait_for: tuple[str, int] | None,
+        *,
+        env: dict[str, str] | None = None,
     ) -> ServeProcess:
         """``feproxy ARGS...`` with its logs in LOGS.access.log and LOGS.err.log."""
         access = logs.with_suffix(".access.log")
         errors = logs.with_suffix(".err.log")
         argv = [sys.executable, "-m", "frontend", *args]
         with access.open("wb") as out, errors.open("wb") as err:
-            proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT)
+            proc = spawn(
+                argv, stdout=out, stderr=err, cwd=ROOT, env={**os.environ, **(env or {})}
+            )
         self = cls(proc, access, errors)
         if wait_for is not None:
             try:
