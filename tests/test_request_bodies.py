@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from frontend.loadtest.procs import memory_kib
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
+from tests.support.slapd import Slapd
 from tests.test_end_to_end import fe_config
 
 MIB = 1 << 20
@@ -34,7 +33,7 @@ def _temp_files(pid: int, tmpdir: Path) -> list[str]:
     found = []
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            target = os.readlink(fd)
+            target = str(fd.readlink())
         except OSError:
             continue
         if target.startswith(str(tmpdir)):
@@ -51,7 +50,7 @@ def _upload(
     path: str,
     user: str,
     mib: int,
-    during: Any = None,
+    during: Callable[[], None] | None = None,
 ) -> tuple[bytes, str]:
     """PUT ``mib`` MiB to ``path``; return the answer and the body's SHA-256.
 
@@ -76,9 +75,7 @@ def _upload(
 
 
 @pytest.fixture
-def serve(
-    farm: Farm, clean_farm: Farm, slapd: Any, tmp_path: Path
-) -> Iterator[tuple[ServeProcess, int, Path]]:
+def serve(farm: Farm, slapd: Slapd, tmp_path: Path) -> Iterator[tuple[ServeProcess, int, Path]]:
     """A front end of its own (its referral cache starts empty), TMPDIR its own."""
     port = free_port()
     tmpdir = tmp_path / "tmp"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from OpenSSL import SSL, crypto
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import LogEvent, Logger
@@ -19,6 +19,7 @@ from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import ConfigError
 from frontend.ops.admin import admin_resource
 from frontend.ops.listen import Listener, make_listener
+from frontend.ops.memory import MemoryTrimmer
 from frontend.ops.metrics import Metrics
 from frontend.ops.status import build_status
 from frontend.proxy import FrontEnd, Runtime
@@ -93,6 +94,8 @@ class FrontEndService(MultiService):
         self.frontend = FrontEnd(lambda: self.runtime, reactor, self.marks, self.metrics, access)
         self.limits = ClientLimits()
         self.factory = FrontEndFactory(self.frontend, self.limits, reactor)
+        trimmer: IService = MemoryTrimmer(self.factory, reactor)
+        trimmer.setServiceParent(self)
         self._set_limits(config)
         pages = admin_resource(self.metrics, lambda: build_status(self), clock=reactor.seconds)
         self.admin_site = QuietSite(pages, reactor=reactor)

@@ -145,7 +145,7 @@ class ClientConnection(Protocol):
         self.peer = str(getattr(transport.getPeer(), "host", "-"))
         self.secure = ISSLTransport.providedBy(transport)
         factory = self.factory
-        factory.connections.add(self)
+        factory.opened(self)
         if len(factory.connections) > self._limits.max_connections:
             log.warn("over {n} client connections: refusing one", n=self._limits.max_connections)
             self._refuse(TooManyConnections(detail="connection over the limit"), linger=False)
@@ -494,10 +494,23 @@ class FrontEndFactory(Factory):
         self.limits = limits
         self.clock = clock
         self.connections: set[ClientConnection] = set()
+        self._peak = 0
         self._all_closed: list[Deferred[None]] = []
+
+    def open_connections(self) -> int:
+        return len(self.connections)
+
+    def take_peak(self) -> int:
+        """The most connections open at once since the last call."""
+        peak, self._peak = self._peak, len(self.connections)
+        return peak
 
     def buildProtocol(self, addr: object) -> ClientConnection:  # noqa: ARG002 - the connection reads its peer
         return ClientConnection(self)
+
+    def opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        self._peak = max(self._peak, len(self.connections))
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

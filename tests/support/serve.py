@@ -53,9 +53,7 @@ class ServeProcess:
         errors = logs.with_suffix(".err.log")
         argv = [sys.executable, "-m", "frontend", *args]
         with access.open("wb") as out, errors.open("wb") as err:
-            proc = spawn(
-                argv, stdout=out, stderr=err, cwd=ROOT, env={**os.environ, **(env or {})}
-            )
+            proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT, env={**os.environ, **(env or {})})
         self = cls(proc, access, errors)
         if wait_for is not None:
             try:
