@@ -20,6 +20,7 @@ times the wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from typing import Protocol as Interface
 
@@ -97,7 +98,7 @@ class BackendExchange:
     __slots__ = (
         *("code", "phrase", "headers", "end_to_end", "length", "body_sent", "server", "key"),
         "request",
-        *("retry", "_d", "_connecting", "_conn", "_outcome", "_rest", "_delivered"),
+        *("retry", "_d", "_stop_connecting", "_conn", "_outcome", "_rest", "_delivered"),
     )
 
     def __init__(self, server: str, key: str, request: OutgoingRequest) -> None:
@@ -111,7 +112,7 @@ class BackendExchange:
         # a stale pooled connection may be replaced once, for a request without body
         self.retry = request.body is None and request.method in _RETRYABLE_METHODS
         self._d: Deferred[BackendExchange] | None = None
-        self._connecting: Deferred[Any] | None = None
+        self._stop_connecting: Callable[[], object] | None = None
         self._conn: BackendConnection | None = None
         self._outcome: str | None = None  # how the body ended, if before deliver_body
         self._rest: list[bytes] = []  # body bytes that came before deliver_body
@@ -181,25 +182,25 @@ class BackendExchange:
 
     def _cancel(self, _d: Deferred[BackendExchange]) -> None:
         self._d = None  # Deferred.cancel then fails it with CancelledError
-        if self._connecting is not None:
-            connecting, self._connecting = self._connecting, None
-            connecting.cancel()
+        if self._stop_connecting is not None:
+            stop, self._stop_connecting = self._stop_connecting, None
+            stop()
         elif self._conn is not None:
             self._conn.fail("cancelled")
 
-    def connecting(self, d: Deferred[Any]) -> None:
-        self._connecting = d
-        d.addCallbacks(self._connected, self._connect_failed)
+    def connecting(self, stop: Callable[[], object]) -> None:
+        """A connection is being made for this exchange; ``stop()`` gives it up."""
+        self._stop_connecting = stop
 
-    def _connected(self, conn: BackendConnection) -> None:
-        self._connecting = None
+    def connected(self, conn: BackendConnection) -> None:
+        self._stop_connecting = None
         if self._d is None:
             conn.transport.loseConnection()
         else:
             conn.start(self, reused=False)
 
-    def _connect_failed(self, failure: Failure) -> None:
-        self._connecting = None
+    def connect_failed(self, failure: Failure) -> None:
+        self._stop_connecting = None
         self.fire(failure)  # a no-op once cancelled
 
 
@@ -276,11 +277,16 @@ class BackendConnection(Protocol):
         self._body_done = True  # the whole request body went out
         self._in_body = False  # the response head arrived, its body is not over
         self._paused = self._held = False
+        # told when the connection is made (a dialled one: see pool._Dial)
+        self.on_made: Callable[[BackendConnection], None] | None = None
 
     def connectionMade(self) -> None:
         self._up.connections_made += 1
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)  # a request head must not wait for ACKs
+        made, self.on_made = self.on_made, None
+        if made is not None:
+            made(self)
 
     @property
     def idle(self) -> bool:

@@ -10,20 +10,46 @@ recently used is the least likely to have been closed by the back end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IConnector
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.python.failure import Failure
 
 from frontend.config import Config
 from frontend.wire.backend import BackendConnection, BackendExchange
 from frontend.wire.interfaces import Exchange, IBackendReactor, OutgoingRequest
 
 __all__ = ["Upstream"]
+
+
+class _Dial(ClientFactory):
+    """One connection attempt, for one exchange."""
+
+    noisy = False
+
+    def __init__(self, upstream: Upstream, ex: BackendExchange) -> None:
+        self._upstream = upstream
+        self._ex = ex
+
+    def buildProtocol(self, addr: object) -> BackendConnection:  # noqa: ARG002 - one kind
+        conn = BackendConnection(self._upstream)
+        conn.on_made = self._ex.connected
+        return conn
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:  # noqa: ARG002, N802 - Twisted's interface
+        self._ex.connect_failed(reason)
+
+
+def _stop(connector: IConnector) -> None:
+    """Give up a connection attempt (one already made is the exchange's to close)."""
+    with contextlib.suppress(ierror.NotConnectingError):
+        connector.stopConnecting()
 
 
 class _ConnectionFactory(Factory):
@@ -97,25 +123,30 @@ class Upstream:
         return d  # type: ignore[return-value]  # Deferred is invariant; an exchange is an Exchange
 
     def connect(self, ex: BackendExchange) -> None:
-        """Open a new connection for ``ex``."""
+        """Open a new connection for ``ex``.
+
+        An address (from ``[hosts]``) is dialled with ``connectTCP`` and a
+        factory of the exchange's own: a burst of new connections pays for
+        no endpoint machinery.  A host name goes through Twisted's
+        ``HostnameEndpoint`` (resolution without blocking, IPv4 and IPv6).
+        """
         address = self._hosts.get(ex.key, ex.key)
         reactor, port, timeout = self._reactor, self._port, self._connect_timeout
-        endpoint: IStreamClientEndpoint
-        if isIPAddress(address):
-            endpoint = TCP4ClientEndpoint(reactor, address, port, timeout=timeout)
-        elif isIPv6Address(address):
-            endpoint = TCP6ClientEndpoint(reactor, address, port, timeout=timeout)
-        else:
-            try:
-                endpoint = HostnameEndpoint(reactor, address.encode("idna"), port, timeout=timeout)
-            except UnicodeError:
-                ex.fire(ierror.DNSLookupError(f"bad host name {address!r}"))
-                return
+        if isIPAddress(address) or isIPv6Address(address):
+            connector = reactor.connectTCP(address, port, _Dial(self, ex), timeout=timeout)
+            ex.connecting(lambda: _stop(connector))
+            return
+        try:
+            endpoint = HostnameEndpoint(reactor, address.encode("idna"), port, timeout=timeout)
+        except UnicodeError:
+            ex.fire(ierror.DNSLookupError(f"bad host name {address!r}"))
+            return
         try:
             connecting = endpoint.connect(self._factory)
         except Exception as e:
             connecting = fail(e)
-        ex.connecting(connecting)
+        connecting.addCallbacks(ex.connected, ex.connect_failed)
+        ex.connecting(connecting.cancel)
 
     def release(self, conn: BackendConnection) -> None:
         """An exchange finished cleanly on ``conn``: keep it idle, or close it."""
