@@ -5,8 +5,10 @@ for a response, then idles in the pool; a client connection idles, then
 reads a head, then a body.  Creating and cancelling a reactor timer for each
 step is a good part of a request's cost.  A :class:`Deadline` keeps one
 timer and only notes the new due time; when the timer fires early it is
-re-armed for what is left, and only a deadline earlier than the timer's
-moves it.
+re-armed for what is left.  A deadline earlier than the timer's replaces the
+timer (cancel and a new one): Twisted's ``DelayedCall.reset`` to an earlier
+time searches the whole list of timers, which with thousands of connections
+(a burst) took three quarters of the front end's time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class Deadline:
             self._call = self._clock.callLater(seconds, self._check)
             self._at = due
         elif self._at > due:
-            call.reset(seconds)
+            call.cancel()
+            self._call = self._clock.callLater(seconds, self._check)
             self._at = due
 
     def clear(self) -> None:
