@@ -170,7 +170,7 @@ class BackendTransport(StringTransport):
     protocol: Any
 
     def __init__(self, reactor: MemoryReactorClock, peer: IPv4Address | IPv6Address) -> None:
-        super().__init__(peerAddress=peer)
+        StringTransport.__init__(self, peerAddress=peer)
         self.reactor = reactor
         self.nodelay = False
         self.aborted = False

@@ -22,7 +22,7 @@ import pytest
 
 from backend_stub import topology as topo
 from backend_stub.faults import Fault, FaultError, parse_fault
-from backend_stub.records import RequestLog, make_record
+from backend_stub.records import BodyDigest, RequestHead, RequestLog, make_record
 from backend_stub.routing import (
     EchoReply,
     StreamReply,
@@ -237,11 +237,9 @@ def test_request_log_is_bounded_and_filters_by_server() -> None:
         server, uri, headers = EX1 if n % 2 else EX2, b"/%d" % n, [(b"hOST", b"h")]
         record = make_record(
             server=server,
-            method=b"GET",
-            uri=uri,
+            head=RequestHead(b"GET", uri, b"HTTP/1.1"),
             headers=headers,
-            body_length=0,
-            body_sha256="",
+            body=BodyDigest(),
             time=float(n),
         )
         log.add(record)

@@ -21,7 +21,9 @@ class HalfClosingTransport(StringTransport):
     """A StringTransport that also knows TCP's half-close."""
 
     def __init__(self) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", "192.0.2.7", 5555), lenient=True)
+        StringTransport.__init__(
+            self, peerAddress=IPv4Address("TCP", "192.0.2.7", 5555), lenient=True
+        )
         self.write_closed = False
 
     def loseWriteConnection(self) -> None:
