@@ -119,7 +119,8 @@ def test_route_mailbox_here_or_404() -> None:
         TextReply(200, "mailbox ALICE on a.example.com\n")
     )
     reply = route(A, FOLDERS, "/exchange/alice@example.com", from_front_end=False)
-    assert isinstance(reply, TextReply) and reply.status == 200
+    assert isinstance(reply, TextReply)
+    assert reply.status == 200
     assert route(B, FOLDERS, "/exchange/alice/", from_front_end=True) == TextReply(
         404, "no mailbox alice here\n"
     )
@@ -146,7 +147,8 @@ def test_route_referral_only_from_front_end() -> None:
         headers=(("X-Replica-Servers", "b.example.com"),),
     )
     direct = route(A, FOLDERS, "/apps/Projects/x", from_front_end=False)
-    assert isinstance(direct, TextReply) and direct.status == 404
+    assert isinstance(direct, TextReply)
+    assert direct.status == 404
     held = route(B, FOLDERS, "/apps/Projects/x", from_front_end=True)
     assert held == TextReply(200, "projects\n")
 
@@ -156,9 +158,11 @@ def test_route_exchweb_bytes_and_echo() -> None:
     assert route(A, (), "/exchweb/bytes/42", from_front_end=False) == StreamReply(42)
     assert route(A, (), "/exchweb/x/y", from_front_end=False) == EchoReply()
     bad = route(A, (), "/exchweb/bytes/1e3", from_front_end=False)
-    assert isinstance(bad, TextReply) and bad.status == 400
+    assert isinstance(bad, TextReply)
+    assert bad.status == 400
     missing = route(A, FOLDERS, "/nowhere", from_front_end=True)
-    assert isinstance(missing, TextReply) and missing.status == 404
+    assert isinstance(missing, TextReply)
+    assert missing.status == 404
 
 
 def test_parse_fault_accepts_each_mode() -> None:
@@ -224,10 +228,13 @@ def test_pattern_producer_honours_pause_and_stop(stop: bool) -> None:
     for _ in range(5):
         producer.resumeProducing()
     if stop:
-        assert len(consumer.data) == 1 and not done
+        assert len(consumer.data) == 1
+        assert not done
     else:
-        assert b"".join(consumer.data) == pattern_bytes(0, 150_001) and done == [True]
-        assert consumer.producer is None and pattern_bytes(14, 4) == b"ef01"
+        assert b"".join(consumer.data) == pattern_bytes(0, 150_001)
+        assert done == [True]
+        assert consumer.producer is None
+        assert pattern_bytes(14, 4) == b"ef01"
 
 
 def test_request_log_is_bounded_and_filters_by_server() -> None:
@@ -246,7 +253,8 @@ def test_request_log_is_bounded_and_filters_by_server() -> None:
     assert [r["uri"] for r in log.list()] == ["/2", "/3", "/4"]
     assert [r["uri"] for r in log.list(EX1)] == ["/3"]
     assert log.list()[0]["host"] == "h"
-    assert log.clear() == 3 and len(log) == 0
+    assert log.clear() == 3
+    assert len(log) == 0
 
 
 # ------------------------------------------------------------- real process
@@ -353,7 +361,8 @@ def test_echo_returns_request_as_received(clean_farm: Farm) -> None:
     reply = _call(clean_farm, EX3, "POST", "/exchweb/bin/echo?a=1", headers, body)
     echo = json.loads(reply.body)
     assert reply.headers["Content-Type"] == "application/json"
-    assert echo["server"] == EX3 and echo["method"] == "POST"
+    assert echo["server"] == EX3
+    assert echo["method"] == "POST"
     assert echo["uri"] == "/exchweb/bin/echo?a=1"
     assert ["x-MiXed-Case", "one"] in echo["headers"]
     assert echo["body_length"] == 1000
@@ -463,7 +472,8 @@ def test_bad_topology_exits_nonzero_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(DEFAULT_TOPOLOGY.read_text().replace('"127.0.0.4"', '"ex3"'))
     result = _run_stub("--topology", str(bad))
-    assert result.returncode != 0 and result.stdout == ""
+    assert result.returncode != 0
+    assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert "servers[2].address" in result.stderr
 

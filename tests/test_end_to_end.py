@@ -90,9 +90,11 @@ def test_implicit_logon_reaches_users_mailbox_server_with_alias(
 ) -> None:
     """alice on /exchange/ lands on ex1 as /exchange/alice/."""
     status, headers, body = get(stack.port, "/exchange/", "alice", "alice-pw")
-    assert status == 200 and body == b"mailbox alice on ex1.example.com\n"
+    assert status == 200
+    assert body == b"mailbox alice on ex1.example.com\n"
     (record,) = clean_farm.requests("ex1.example.com")
-    assert record["uri"] == "/exchange/alice/" and record["host"] == "mail.example.com"
+    assert record["uri"] == "/exchange/alice/"
+    assert record["host"] == "mail.example.com"
 
 
 def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> None:
@@ -102,7 +104,8 @@ def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> 
         == b"mailbox bob on ex2.example.com\n"
     )
     status, headers, _ = get(stack.port, "/exchange/alice@corp.example.net/", "bob", "bob-pw")
-    assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex1.example.com"
 
 
 def test_logins_by_upn_and_domain_backslash_user(stack: Any, clean_farm: Farm) -> None:
@@ -114,17 +117,20 @@ def test_logins_by_upn_and_domain_backslash_user(stack: Any, clean_farm: Farm) -
 def test_non_ascii_user_reaches_his_mailbox(stack: Any, clean_farm: Farm) -> None:
     """jose (José Núñez) logs on implicitly."""
     status, _, body = get(stack.port, "/exchange/", "jose", "jose-pw")
-    assert status == 200 and body == b"mailbox jose on ex2.example.com\n"
+    assert status == 200
+    assert body == b"mailbox jose on ex2.example.com\n"
 
 
 def test_answers_401_403_404_with_one_line(stack: Any, clean_farm: Farm) -> None:
     """Wrong password 401 with challenge; carol 403; dave and unknown mailbox 404."""
     status, headers, body = get(stack.port, "/exchange/", "alice", "nope")
-    assert status == 401 and headers["www-authenticate"] == 'Basic realm="example.com"'
+    assert status == 401
+    assert headers["www-authenticate"] == 'Basic realm="example.com"'
     assert get(stack.port, "/exchange/", "carol", "carol-pw")[0] == 403
     assert get(stack.port, "/exchange/", "dave", "dave-pw")[0] == 404
     status, _, body = get(stack.port, "/exchange/nobody/", "alice", "alice-pw")
-    assert status == 404 and body == b"404 No such mailbox.\n"
+    assert status == 404
+    assert body == b"404 No such mailbox.\n"
     assert clean_farm.requests() == []
 
 
@@ -143,7 +149,8 @@ def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Fa
 def test_default_public_tree_goes_to_users_public_store(stack: Any, clean_farm: Farm) -> None:
     """/public/ goes to the public store of the user's mailbox store (bob: PF2 on ex2)."""
     status, headers, body = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
-    assert status == 200 and headers["x-backend-server"] == "ex2.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex2.example.com"
 
 
 def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Farm) -> None:
@@ -151,7 +158,8 @@ def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Fa
     and the next request goes straight to ex3."""
     for user in ("alice", "bob", "jose"):
         status, headers, body = get(stack.port, "/apps/Archive/", user, f"{user}-pw")
-        assert status == 200 and headers["x-backend-server"] == "ex3.example.com"
+        assert status == 200
+        assert headers["x-backend-server"] == "ex3.example.com"
         assert body == b"Archive of 2003: minutes and reports.\n"
     referred = [r for r in clean_farm.requests() if r["server"] != "ex3.example.com"]
     assert len(referred) <= 1  # only the first request could be referred
@@ -167,7 +175,8 @@ def test_unreachable_replica_moves_its_users_to_the_next(stack: Any, clean_farm:
     clean_farm.set_fault(first["server"], "refuse")
     clean_farm.clear()
     status, headers, _ = get(stack.port, "/apps/Projects/", "alice", "alice-pw")
-    assert status == 200 and headers["x-backend-server"] != first["server"]
+    assert status == 200
+    assert headers["x-backend-server"] != first["server"]
 
 
 def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
@@ -210,7 +219,8 @@ def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
         directory.stop()
         assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
         status, _, body = get(port, "/exchange/", "bob", "bob-pw")
-        assert status == 503 and body == b"503 The directory is unavailable; try again later.\n"
+        assert status == 503
+        assert body == b"503 The directory is unavailable; try again later.\n"
         directory.start()
         assert get(port, "/exchange/", "bob", "bob-pw")[0] == 200
         assert "directory" in serve.errors()
@@ -247,6 +257,7 @@ def test_refused_post_goes_to_the_next_replica_once(stack: Any, clean_farm: Farm
     status, headers, _ = get(
         stack.port, "/apps/Projects/new.eml", "jose", "jose-pw", method="POST", body=b"x" * 100
     )
-    assert status == 200 and headers["x-backend-server"] != server
+    assert status == 200
+    assert headers["x-backend-server"] != server
     posts = [r for r in clean_farm.requests() if r["method"] == "POST"]
     assert len(posts) == 1

@@ -104,13 +104,15 @@ def test_request_reaches_back_end_with_host_and_front_end_headers(
             "Authorization": "Basic dTpw",
         },
     )
-    assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex1.example.com"
     (record,) = clean_farm.requests("ex1.example.com")
     assert record["host"] == "WebMail.Example.COM:8443"
     assert record["uri"] == "/exchweb/echo?a=%2F"
     assert header(record, "X-Forwarded-For") == ["127.0.0.1"]
     assert header(record, "X-Front-End-Server") == [FE_NAME]
-    assert header(record, "Front-End-Https") == [] and header(record, "X-Secret") == []
+    assert header(record, "Front-End-Https") == []
+    assert header(record, "X-Secret") == []
     assert header(record, "Authorization") == ["Basic dTpw"]
 
 
@@ -140,7 +142,8 @@ def test_webdav_method_and_body_are_forwarded(fe: FrontEndProcess, clean_farm: F
     )
     assert status == 200
     (record,) = clean_farm.requests("ex1.example.com")
-    assert record["method"] == "PROPFIND" and header(record, "Depth") == ["1"]
+    assert record["method"] == "PROPFIND"
+    assert header(record, "Depth") == ["1"]
     assert record["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
@@ -160,10 +163,12 @@ def test_refused_back_end_is_502_and_static_list_fails_over(
     """A refused connection is a one-line 502; a static list tries its next server."""
     clean_farm.set_fault("ex1.example.com", "refuse")
     status, _, body = fe.get("/exchweb/echo")
-    assert status == 502 and body == b"502 The back-end server refused the connection.\n"
+    assert status == 502
+    assert body == b"502 The back-end server refused the connection.\n"
     clean_farm.set_fault("ex3.example.com", "refuse")
     status, headers, _ = fe.get("/exchweb/failover/echo")
-    assert status == 200 and headers["x-backend-server"] == "ex4.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex4.example.com"
 
 
 def test_response_timeout_is_504(fe: FrontEndProcess, clean_farm: Farm) -> None:
@@ -171,7 +176,8 @@ def test_response_timeout_is_504(fe: FrontEndProcess, clean_farm: Farm) -> None:
     clean_farm.set_fault("ex1.example.com", "delay", seconds=5)
     started = time.monotonic()
     status, _, body = fe.get("/exchweb/echo")
-    assert status == 504 and body == b"504 The back-end server did not answer in time.\n"
+    assert status == 504
+    assert body == b"504 The back-end server did not answer in time.\n"
     assert time.monotonic() - started < 4
 
 
@@ -181,7 +187,8 @@ def test_cut_response_is_visibly_truncated(fe: FrontEndProcess, clean_farm: Farm
     c = fe.conn()
     c.request("GET", "/exchweb/bytes/100000")
     r = c.getresponse()
-    assert r.status == 200 and r.getheader("content-length") == "100000"
+    assert r.status == 200
+    assert r.getheader("content-length") == "100000"
     with pytest.raises(http.client.IncompleteRead):
         r.read()
     c.close()
@@ -368,7 +375,8 @@ def test_back_end_hanging_after_headers_gives_a_visibly_truncated_body(
     started = time.monotonic()
     c.request("GET", "/exchweb/bytes/5000")
     r = c.getresponse()
-    assert r.status == 200 and r.getheader("content-length") == "5000"
+    assert r.status == 200
+    assert r.getheader("content-length") == "5000"
     with pytest.raises(http.client.IncompleteRead):
         r.read()
     c.close()

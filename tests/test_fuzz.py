@@ -90,7 +90,8 @@ def test_mailbox_logon_names_exactly_the_mailbox_in_the_path(name: str, rest: li
         logon = mailbox_logon(EXCHANGE, (name, *rest))
     except BadRequest:
         return
-    assert logon.address is not None and logon.address.count("@") == 1
+    assert logon.address is not None
+    assert logon.address.count("@") == 1
     expected = name if "@" in name else f"{name}@example.com"
     assert logon.address == expected
 
@@ -110,7 +111,8 @@ def test_basic_credentials_parse_or_are_refused_cleanly(header: bytes) -> None:
         login, password = parse_basic(header)
     except (AuthenticationRequired, BadRequest):
         return
-    assert isinstance(login, str) and isinstance(password, str)
+    assert isinstance(login, str)
+    assert isinstance(password, str)
 
 
 @FUZZ
@@ -144,7 +146,8 @@ def test_user_name_with_control_characters_is_400(before: str, control: str) -> 
 def test_referral_lists_hold_only_host_names(values: list[bytes]) -> None:
     """Whatever a back end puts in X-Replica-Servers, only host-name-like entries survive."""
     for name in parse_replica_servers(values):
-        assert name and all(c.isalnum() or c in "-._" for c in name)
+        assert name
+        assert all(c.isalnum() or c in "-._" for c in name)
 
 
 @FUZZ
@@ -207,7 +210,8 @@ def test_mailbox_urls_route_only_to_the_server_of_the_mailbox_they_name(
     defer.ensureDeferred(_router().route(request)).addBoth(result.append)
     (outcome,) = result
     if isinstance(outcome, Failure):
-        assert isinstance(outcome.value, ProxyError) and outcome.value.status < 500
+        assert isinstance(outcome.value, ProxyError)
+        assert outcome.value.status < 500
         if not isinstance(outcome.value, NotFound | BadRequest):
             assert outcome.value.status == 403  # carol: HTTP disabled
         return

@@ -164,10 +164,12 @@ def test_body_over_the_limit_is_413_declared_or_chunked(
         + chunk * 3
         + b"0\r\n\r\n",
     )
-    assert declared.startswith(b"HTTP/1.1 413") and chunked.startswith(b"HTTP/1.1 413")
+    assert declared.startswith(b"HTTP/1.1 413")
+    assert chunked.startswith(b"HTTP/1.1 413")
     assert declared.endswith(b"413 The request body is too large.\n")
     records = clean_farm.requests()
-    assert len(records) <= 1 and not any(r["body_complete"] for r in records)
+    assert len(records) <= 1
+    assert not any(r["body_complete"] for r in records)
 
 
 def test_slow_headers_are_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) -> None:

@@ -126,7 +126,8 @@ def test_webdav_method_with_body_and_destination_is_forwarded() -> None:
         headers={"Destination": "http://fe/exchweb/b"},
     )
     first, second = fe.backends.sent
-    assert first.method == b"PROPFIND" and first.body == body
+    assert first.method == b"PROPFIND"
+    assert first.body == body
     assert _headers(first.headers)[b"depth"] == [b"1"]
     assert second.method == b"MOVE"
     assert _headers(second.headers)[b"destination"] == [b"http://fe/exchweb/b"]
@@ -150,7 +151,8 @@ def test_response_hop_by_hop_headers_are_dropped_and_others_kept() -> None:
     assert body == b"hi"
     assert got[b"server"] == [b"Microsoft-IIS/6.0"]
     assert got[b"set-cookie"] == [b"a=1", b"b=2"]
-    assert b"x-internal" not in got and b"keep-alive" not in got
+    assert b"x-internal" not in got
+    assert b"keep-alive" not in got
 
 
 def test_connection_refused_fails_over_to_next_static_server() -> None:
@@ -176,7 +178,8 @@ def test_every_server_refusing_gives_502_with_one_line() -> None:
     response, body = _get(fe, "GET", "http://fe/exchweb/x")
     assert response.code == 502
     assert body == b"502 The back-end server refused the connection.\n"
-    assert b"ex1" not in body and b"127.0" not in body
+    assert b"ex1" not in body
+    assert b"127.0" not in body
 
 
 def test_response_timeout_gives_504_and_no_replay() -> None:
@@ -201,7 +204,8 @@ def test_unexpected_error_is_500_without_detail() -> None:
     fe = front_end(FakeBackends(lambda s: RuntimeError("secret internal state")))
     response, body = _get(fe, "GET", "http://fe/exchweb/x")
     assert response.code == 500
-    assert b"secret" not in body and body.count(b"\n") == 1
+    assert b"secret" not in body
+    assert body.count(b"\n") == 1
 
 
 def test_unknown_path_is_404_and_never_forwarded() -> None:
