@@ -89,7 +89,7 @@ def test_implicit_logon_reaches_users_mailbox_server_with_alias(
     stack: Any, clean_farm: Farm
 ) -> None:
     """alice on /exchange/ lands on ex1 as /exchange/alice/."""
-    status, headers, body = get(stack.port, "/exchange/", "alice", "alice-pw")
+    status, _, body = get(stack.port, "/exchange/", "alice", "alice-pw")
     assert status == 200
     assert body == b"mailbox alice on ex1.example.com\n"
     (record,) = clean_farm.requests("ex1.example.com")
@@ -148,7 +148,7 @@ def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Fa
 
 def test_default_public_tree_goes_to_users_public_store(stack: Any, clean_farm: Farm) -> None:
     """/public/ goes to the public store of the user's mailbox store (bob: PF2 on ex2)."""
-    status, headers, body = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
+    status, headers, _ = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
     assert status == 200
     assert headers["x-backend-server"] == "ex2.example.com"
 
@@ -238,7 +238,7 @@ def test_post_reaches_at_most_one_back_end_whatever_fails(
     clean_farm.set_fault(server, fault, **params)
     clean_farm.clear()
     try:
-        status, _, body = get(
+        status, _, _ = get(
             stack.port, "/apps/Projects/new.eml", "bob", "bob-pw", method="POST", body=b"x" * 100
         )
     except http.client.IncompleteRead:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
-from typing import Any
 
 from twisted.internet import error as ierror
 
@@ -30,7 +29,7 @@ def basic(login: str, password: str) -> dict[str, str]:
 def mailbox_fe(
     directory: FakeDirectory | None = None,
     backends: FakeBackends | None = None,
-    **frontend: Any,
+    **frontend: object,
 ) -> tuple[FrontEnd, FakeDirectory]:
     directory = directory or fake_directory()
     data = {**MAILBOX_CONFIG, "frontend": {**MAILBOX_CONFIG["frontend"], **frontend}}
@@ -171,7 +170,7 @@ def test_refused_mailbox_server_triggers_one_fresh_lookup_and_follows_a_move() -
     """ex2 refuses; the directory now says bob lives on MB1 (ex1): the request goes there."""
     directory = fake_directory()
 
-    def answer(s: Sent) -> Any:
+    def answer(s: Sent) -> FakeResponse | BaseException:
         if s.server == "ex2.example.com":
             return ierror.ConnectionRefusedError()
         return FakeResponse(body=b"moved")
@@ -190,7 +189,7 @@ def test_refused_mailbox_server_triggers_one_fresh_lookup_and_follows_a_move() -
 
 def test_refused_mailbox_server_that_did_not_move_is_502_and_not_marked() -> None:
     """A user's one mailbox server is never marked: the next request tries it again."""
-    fe, directory = mailbox_fe(backends=FakeBackends(lambda s: ierror.ConnectionRefusedError()))
+    fe, directory = mailbox_fe(backends=FakeBackends(lambda _: ierror.ConnectionRefusedError()))
     r1, _ = fe.request("GET", "http://fe/exchange/bob/", headers=basic("alice", "alice-pw"))
     r2, _ = fe.request("GET", "http://fe/exchange/bob/", headers=basic("alice", "alice-pw"))
     assert (r1.code, r2.code) == (502, 502)
