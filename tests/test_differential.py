@@ -164,13 +164,14 @@ def test_llhttp_verdict_counts_messages_and_names_errors() -> None:
     assert llhttp_verdict(upgrade)[0] is True
 
 
-def test_table(front_end: int, farm: Farm) -> None:
+@pytest.mark.usefixtures("farm")
+def test_table(front_end: int) -> None:
     """`pytest -s -k table` prints the whole table in fixed-width columns."""
     for case in CASES:
         if case.id not in ANSWERS:
             ANSWERS[case.id] = run_case(front_end, case)
     text = format_table(CASES, lambda c: ANSWERS[c.id].answer)
-    print("\n" + text)
+    print("\n" + text)  # noqa: T201 - the table is what this test shows (pytest -s)
     assert len(text.splitlines()) == len(CASES) + 2
 
 
@@ -184,7 +185,8 @@ def test_markdown_helper_prints_the_table(capsys: pytest.CaptureFixture[str]) ->
     assert len(lines) == 3
 
 
-def test_nothing_else_reached_the_back_end(front_end: int, farm: Farm) -> None:
+@pytest.mark.usefixtures("front_end")
+def test_nothing_else_reached_the_back_end(farm: Farm) -> None:
     """The back end received complete copies only of the requests the cases meant
     to forward (none late); refused bodies reached it, if at all, broken off."""
     by_tag = {c.tag: c for c in CASES}

@@ -6,18 +6,20 @@ import base64
 import http.client
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from frontend.loadtest.slapd import Slapd
 from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 
 
-def directory_table(slapd: Any) -> dict[str, Any]:
+def directory_table(slapd: Slapd) -> dict[str, object]:
     s = slapd.settings()
     keys = (
         "url",
@@ -32,7 +34,7 @@ def directory_table(slapd: Any) -> dict[str, Any]:
     return {k: getattr(s, k) for k in keys}
 
 
-def fe_config(path: Path, port: int, farm: Farm, slapd: Any, **frontend: Any) -> Path:
+def fe_config(path: Path, port: int, farm: Farm, slapd: Slapd, **frontend: object) -> Path:
     data = {
         "frontend": {
             "name": "fe1.example.com",
@@ -55,13 +57,20 @@ def fe_config(path: Path, port: int, farm: Farm, slapd: Any, **frontend: Any) ->
     return write_config(path, data)
 
 
+@dataclass(frozen=True)
+class Stack:
+    """``feproxy serve`` in front of the farm and slapd, listening on ``port``."""
+
+    serve: ServeProcess
+    port: int
+
+
 @pytest.fixture(scope="module")
-def stack(farm: Farm, slapd: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def stack(farm: Farm, slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     config = fe_config(tmp_path_factory.mktemp("e2e") / "fe.toml", port, farm, slapd)
     with ServeProcess.start(config, ("127.0.0.1", port)) as serve:
-        serve.port = port  # type: ignore[attr-defined]
-        yield serve
+        yield Stack(serve, port)
 
 
 def get(
@@ -86,7 +95,7 @@ def get(
 
 
 def test_implicit_logon_reaches_users_mailbox_server_with_alias(
-    stack: Any, clean_farm: Farm
+    stack: Stack, clean_farm: Farm
 ) -> None:
     """alice on /exchange/ lands on ex1 as /exchange/alice/."""
     status, _, body = get(stack.port, "/exchange/", "alice", "alice-pw")
@@ -97,7 +106,8 @@ def test_implicit_logon_reaches_users_mailbox_server_with_alias(
     assert record["host"] == "mail.example.com"
 
 
-def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_explicit_logon_by_name_and_by_address(stack: Stack) -> None:
     """/exchange/bob/ and /exchange/a.archer@example.com/ reach the right servers."""
     assert (
         get(stack.port, "/exchange/bob/", "alice", "alice-pw")[2]
@@ -108,20 +118,22 @@ def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> 
     assert headers["x-backend-server"] == "ex1.example.com"
 
 
-def test_logins_by_upn_and_domain_backslash_user(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_logins_by_upn_and_domain_backslash_user(stack: Stack) -> None:
     """A user can log in as alice@example.com or EXAMPLE\\alice."""
     assert get(stack.port, "/exchange/", "alice@example.com", "alice-pw")[0] == 200
     assert get(stack.port, "/exchange/", "EXAMPLE\\alice", "alice-pw")[0] == 200
 
 
-def test_non_ascii_user_reaches_his_mailbox(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_non_ascii_user_reaches_his_mailbox(stack: Stack) -> None:
     """jose (José Núñez) logs on implicitly."""
     status, _, body = get(stack.port, "/exchange/", "jose", "jose-pw")
     assert status == 200
     assert body == b"mailbox jose on ex2.example.com\n"
 
 
-def test_answers_401_403_404_with_one_line(stack: Any, clean_farm: Farm) -> None:
+def test_answers_401_403_404_with_one_line(stack: Stack, clean_farm: Farm) -> None:
     """Wrong password 401 with challenge; carol 403; dave and unknown mailbox 404."""
     status, headers, body = get(stack.port, "/exchange/", "alice", "nope")
     assert status == 401
@@ -134,7 +146,7 @@ def test_answers_401_403_404_with_one_line(stack: Any, clean_farm: Farm) -> None
     assert clean_farm.requests() == []
 
 
-def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Farm) -> None:
+def test_hostile_login_and_mailbox_names_match_nobody(stack: Stack, clean_farm: Farm) -> None:
     """LDAP filter metacharacters in a login or a URL never match another entry."""
     assert get(stack.port, "/exchange/", "*", "alice-pw")[0] == 401
     assert get(stack.port, "/exchange/", "alice)(sAMAccountName=*", "alice-pw")[0] == 401
@@ -146,14 +158,15 @@ def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Fa
     assert clean_farm.requests() == []
 
 
-def test_default_public_tree_goes_to_users_public_store(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_default_public_tree_goes_to_users_public_store(stack: Stack) -> None:
     """/public/ goes to the public store of the user's mailbox store (bob: PF2 on ex2)."""
     status, headers, _ = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
     assert status == 200
     assert headers["x-backend-server"] == "ex2.example.com"
 
 
-def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Farm) -> None:
+def test_general_tree_referral_is_followed_and_cached(stack: Stack, clean_farm: Farm) -> None:
     """Archive lives on ex3 only: whoever hashes elsewhere is referred there invisibly,
     and the next request goes straight to ex3."""
     for user in ("alice", "bob", "jose"):
@@ -168,7 +181,7 @@ def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Fa
     assert [r["server"] for r in clean_farm.requests()] == ["ex3.example.com"]
 
 
-def test_unreachable_replica_moves_its_users_to_the_next(stack: Any, clean_farm: Farm) -> None:
+def test_unreachable_replica_moves_its_users_to_the_next(stack: Stack, clean_farm: Farm) -> None:
     """With a user's replica refusing, the user is served by another replica."""
     get(stack.port, "/apps/Projects/", "alice", "alice-pw")
     (first,) = clean_farm.requests()
@@ -180,7 +193,7 @@ def test_unreachable_replica_moves_its_users_to_the_next(stack: Any, clean_farm:
 
 
 def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
-    farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """kill -HUP with a broken file keeps the old configuration; a good one takes
     effect; SIGTERM then exits 0."""
@@ -207,7 +220,7 @@ def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
 
 
 def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
-    farm: Farm, slapd_factory: Any, tmp_path: Path
+    farm: Farm, slapd_factory: Callable[..., Slapd], tmp_path: Path
 ) -> None:
     """With slapd stopped, a cached user keeps working and an uncached one gets 503;
     once slapd is back the front end reconnects by itself."""
@@ -228,7 +241,7 @@ def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
 
 @pytest.mark.parametrize("fault", ["drop", "garbage", "hang", "cut", "delay"])
 def test_post_reaches_at_most_one_back_end_whatever_fails(
-    stack: Any, clean_farm: Farm, fault: str
+    stack: Stack, clean_farm: Farm, fault: str
 ) -> None:
     """Whatever the user's replica does after receiving a POST, no other replica
     ever gets it; the client gets an error it can see."""
@@ -248,7 +261,7 @@ def test_post_reaches_at_most_one_back_end_whatever_fails(
     assert status in (-1, 502, 504)
 
 
-def test_refused_post_goes_to_the_next_replica_once(stack: Any, clean_farm: Farm) -> None:
+def test_refused_post_goes_to_the_next_replica_once(stack: Stack, clean_farm: Farm) -> None:
     """A refused connection carried nothing, so the POST goes to the next replica, once."""
     _, headers, _ = get(stack.port, "/apps/Projects/", "jose", "jose-pw")
     server = headers["x-backend-server"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm, free_port
@@ -214,8 +215,9 @@ def test_client_going_away_aborts_the_back_end_request(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("clean_farm")
 def test_streaming_200_mib_to_a_slow_client_keeps_front_end_memory_flat(
-    fe: FrontEndProcess, clean_farm: Farm
+    fe: FrontEndProcess,
 ) -> None:
     """200 MiB through the front end to a client that stalls for a while grows
     the front end's peak RSS by less than 50 MiB: the back end is paused."""
@@ -264,7 +266,8 @@ def test_malformed_request_is_400_and_never_reaches_a_back_end(
     assert clean_farm.requests() == []
 
 
-def test_access_log_has_one_line_per_request(fe: FrontEndProcess, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_access_log_has_one_line_per_request(fe: FrontEndProcess) -> None:
     """Each request is logged with client, method, path, back end, status and bytes."""
     fe.get("/exchweb/echo?log=1")
     deadline = time.monotonic() + 5
@@ -277,7 +280,8 @@ def test_access_log_has_one_line_per_request(fe: FrontEndProcess, clean_farm: Fa
     assert line.startswith('127.0.0.1 - "GET /exchweb/echo?log=1" ex1.example.com 200 ')
 
 
-def test_sigterm_stops_serve_with_exit_status_0(farm: Farm, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("farm")
+def test_sigterm_stops_serve_with_exit_status_0(tmp_path: Path) -> None:
     """`feproxy serve` exits 0 on SIGTERM."""
     port = free_port()
     config = write_config(
@@ -308,11 +312,12 @@ def _tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
 
 
 def _peer_name(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with _tls_context().wrap_socket(raw) as s:
-            der = s.getpeercert(binary_form=True)
-    from cryptography import x509
-
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _tls_context().wrap_socket(raw) as s,
+    ):
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
@@ -324,9 +329,11 @@ def test_tls_below_1_2_is_refused(fe: FrontEndProcess) -> None:
             old = _tls_context(ssl.TLSVersion.TLSv1_1)
         with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):  # the server's alert
             old.wrap_socket(raw)
-    with socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw:
-        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as s:
-            assert s.version() == "TLSv1.2"
+    with (
+        socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw,
+        _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as s,
+    ):
+        assert s.version() == "TLSv1.2"
 
 
 def test_certificate_is_reloaded_on_sighup_without_closing_the_listener(
@@ -409,9 +416,8 @@ def test_back_end_closing_its_keep_alive_connections_breaks_no_request(
     assert fe.get("/exchweb/echo", "POST", b"payload")[0] == 200
 
 
-def test_head_answer_keeps_the_back_ends_content_length(
-    fe: FrontEndProcess, clean_farm: Farm
-) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_head_answer_keeps_the_back_ends_content_length(fe: FrontEndProcess) -> None:
     """HEAD is answered with the length the body would have, and no body."""
     conn = fe.conn()
     conn.request("HEAD", "/exchweb/bytes/12345", headers={"Host": "mail.example.com"})
