@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,9 +59,9 @@ FOLDERS = (
 )
 
 
-def _with(path: str, value: Any) -> dict[str, Any]:
+def _with(path: str, value: object) -> dict[str, Any]:
     """A deep copy of _VALID with the dotted *path* set (or deleted if None)."""
-    data = json.loads(json.dumps(_VALID))
+    data: dict[str, Any] = json.loads(json.dumps(_VALID))
     *parents, last = path.split(".")
     target = data
     for key in parents:
@@ -104,7 +104,7 @@ def test_example_topology_loads_and_takes_overrides() -> None:
         ("folders.0.content", None, "folders[0].content: missing"),
     ],
 )
-def test_topology_error_names_the_key(path: str, value: Any, key: str) -> None:
+def test_topology_error_names_the_key(path: str, value: object, key: str) -> None:
     """A bad topology raises a one-line error that starts with the key at fault."""
     with pytest.raises(topo.TopologyError) as info:
         topo.parse_topology(_with(path, value))
@@ -201,10 +201,11 @@ class _PausingConsumer:
 
     def __init__(self) -> None:
         self.data: list[bytes] = []
-        self.producer: Any = None
+        self.producer: PatternProducer | None = None
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:
+    def registerProducer(self, producer: object, *, streaming: bool) -> None:
         assert streaming
+        assert isinstance(producer, PatternProducer)
         self.producer = producer
 
     def unregisterProducer(self) -> None:
@@ -212,11 +213,12 @@ class _PausingConsumer:
 
     def write(self, data: bytes) -> None:
         self.data.append(data)
+        assert self.producer is not None
         self.producer.pauseProducing()
 
 
 @pytest.mark.parametrize("stop", [False, True])
-def test_pattern_producer_honours_pause_and_stop(stop: bool) -> None:
+def test_pattern_producer_honours_pause_and_stop(*, stop: bool) -> None:
     """One chunk per resume; exactly N pattern bytes, or none more once stopped."""
     consumer = _PausingConsumer()
     done: list[bool] = []
@@ -391,10 +393,9 @@ def test_fault_refuse_then_none_listens_again(clean_farm: Farm) -> None:
     address = (clean_farm.address_of(EX3), clean_farm.port)
     with socket.create_connection(address, timeout=5) as idle:
         assert clean_farm.set_fault(EX3, "refuse") == {"mode": "refuse"}
-        try:
-            assert idle.recv(1) == b""  # the open connection was dropped...
-        except ConnectionResetError:
-            pass  # ...by a reset, as when a server dies
+        # The open connection was dropped: closed, or reset as when a server dies.
+        with suppress(ConnectionResetError):
+            assert idle.recv(1) == b""
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=5).close()
     assert clean_farm.servers()[2]["fault"] == {"mode": "refuse"}
@@ -464,7 +465,9 @@ def test_control_rejects_unknown_server_and_bad_body(clean_farm: Farm) -> None:
 def _run_stub(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m backend_stub`` to completion."""
     command = [sys.executable, "-m", "backend_stub", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15)
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15, check=False
+    )
 
 
 def test_bad_topology_exits_nonzero_naming_the_key(tmp_path: Path) -> None:

@@ -17,10 +17,16 @@ from frontend.config import VirtualDirectory, parse_config
 from frontend.directory.credentials import parse_basic
 from frontend.directory.lookups import Lookups
 from frontend.errors import AuthenticationRequired, BadRequest, NotFound, ProxyError
-from frontend.routing.decisions import mailbox_logon, parse_replica_servers, parse_target
+from frontend.routing.decisions import (
+    Target,
+    mailbox_logon,
+    match_vdir,
+    parse_replica_servers,
+    parse_target,
+)
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import ClientRequest, Router
-from frontend.wire.headers import connection_tokens
+from frontend.wire.persistence import connection_tokens
 from tests.fakes import MAILBOX_CONFIG, fake_directory
 
 FUZZ = settings(
@@ -229,7 +235,7 @@ _VDIRS = [
 ]
 
 
-def _longest_match(target: Any) -> Any:
+def _longest_match(target: Target) -> tuple[VirtualDirectory, tuple[str, ...]] | None:
     """The vdir rule stated plainly: longest whole-segment prefix, case-insensitive."""
     lowered = tuple(s.lower() for s in target.segments)
     found = [v for v in _VDIRS if lowered[: len(v.segments)] == v.segments]
@@ -248,8 +254,6 @@ def _longest_match(target: Any) -> Any:
     )
 )
 def test_vdir_match_is_the_longest_whole_segment_prefix(segments: list[str]) -> None:
-    from frontend.routing.decisions import match_vdir
-
     raw = ("/" + "/".join(segments)).encode()
     try:
         target = parse_target(raw)
