@@ -248,7 +248,7 @@ class StubSite(Site):
 
     # Plain HTTP/1.1 channels: the stub never negotiates HTTP/2, so the
     # generic HTTP/1.1-or-2 wrapper that Site builds by default is not needed.
-    protocol = StubChannel  # type: ignore[assignment]
+    protocol = StubChannel  # type: ignore[assignment]  # typed as that wrapper's factory
     noisy = False
 
     def __init__(self, resource: Resource, reactor: Clock, backend: Backend) -> None:

@@ -165,7 +165,7 @@ class MemoryAgent(RequestTraversalAgent):
     def __init__(self, factory: FrontEndFactory) -> None:
         RequestTraversalAgent.__init__(self, Resource())
         # treq's agent only calls buildProtocol on it, though it holds a Site.
-        self._serverFactory = factory  # type: ignore[assignment]
+        self._serverFactory = factory  # type: ignore[assignment]  # treq types it Site
 
 
 class MemoryTreq(HTTPClient):

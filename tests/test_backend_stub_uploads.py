@@ -194,5 +194,5 @@ def test_256_mib_upload_keeps_the_farm_rss_flat() -> None:
     assert f"received {size} bytes, sha256 {expected.hexdigest()}".encode() in answer
     assert (record["body_length"], record["body_sha256"]) == (size, expected.hexdigest())
     assert record["body_complete"] is True
-    print(f"farm RSS: baseline {baseline} KiB, peak growth {growth} KiB")  # noqa: T201 - shown with -s
+    print(f"farm RSS: baseline {baseline} KiB, peak growth {growth} KiB")  # noqa: T201 - the measure, for a run with -s
     assert growth < 32 * 1024, f"peak RSS grew by {growth} KiB"
