@@ -23,8 +23,9 @@ What differs from stock twisted.web:
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, parse_qs
@@ -33,7 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from backend_stub.expect import wants_continue
-from backend_stub.records import BodyDigest, Record
+from backend_stub.records import BodyDigest, Record, RequestHead
 from backend_stub.response import Clock
 from backend_stub.topology import ExpectMode
 
@@ -51,14 +52,6 @@ __all__ = [
 PREFIX_LIMIT = 64 * 1024
 LINGER_SECONDS = 5.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class RequestHead(NamedTuple):
-    """The request line, as received."""
-
-    method: bytes
-    uri: bytes
-    version: bytes
 
 
 class Backend(Protocol):
@@ -87,29 +80,28 @@ class StubRequest(Request):
     before the body, ``record`` the request's record once made.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, channel: HTTPChannel, *args: object, **kwargs: object) -> None:
+        Request.__init__(self, channel, *args, **kwargs)
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head: RequestHead | None = None
         self.body = BodyDigest()
+        self._prefix = BytesIO()  # the body's first bytes: ``content`` once the body starts
         self.expect: bytes | None = None
         self.continued = False
         self.early = False
         self.record: Record | None = None
         self.backend: Backend | None = None
 
-    def gotLength(self, length: int | None) -> None:
+    def gotLength(self, _length: int | None) -> None:
         """Keep the body's first bytes in memory, never in a temporary file."""
-        self.content = BytesIO()
+        self.content = self._prefix
 
     def handleContentChunk(self, data: bytes) -> None:
         """Digest one chunk of the body; keep it only within the prefix."""
         self.body.update(data)
-        content = self.content
-        assert content is not None
-        room = PREFIX_LIMIT - content.tell()
+        room = PREFIX_LIMIT - self._prefix.tell()
         if room > 0:
-            content.write(data[:room])
+            self._prefix.write(data[:room])
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The body is complete (or the answer comes before it): process.
@@ -130,7 +122,7 @@ class StubRequest(Request):
         """Record a request lost before its body was complete, then clean up."""
         if self.head is not None and self.record is None and self.backend is not None:
             self.backend.record(self)
-        super().connectionLost(reason)
+        Request.connectionLost(self, reason)
 
 
 class StubChannel(HTTPChannel):
@@ -140,14 +132,14 @@ class StubChannel(HTTPChannel):
     linger_seconds = LINGER_SECONDS
 
     def __init__(self) -> None:
-        super().__init__()
+        HTTPChannel.__init__(self)
         self._at_request_line = True
         self._request_line = b""
         self.discarding = False  # answered before the body: input is thrown away
-        self._linger: Any = None  # the IDelayedCall of a lingering close
+        self._linger: IDelayedCall | None = None  # while a lingering close waits
 
     def connectionMade(self) -> None:
-        super().connectionMade()
+        HTTPChannel.connectionMade(self)
         site = getattr(self, "site", None)
         if isinstance(site, StubSite):
             site.connections.add(self)
@@ -159,17 +151,17 @@ class StubChannel(HTTPChannel):
         site = getattr(self, "site", None)
         if isinstance(site, StubSite):
             site.connections.discard(self)
-        super().connectionLost(reason)
+        HTTPChannel.connectionLost(self, reason)
 
     def lineReceived(self, line: bytes) -> None:
         # Keep the request line: twisted.web tells it only with the body.
         if self._at_request_line and line:
             self._at_request_line = False
             self._request_line = line
-        super().lineReceived(line)
+        HTTPChannel.lineReceived(self, line)
 
     def headerReceived(self, line: bytes) -> bool:
-        ok: bool = super().headerReceived(line)
+        ok: bool = HTTPChannel.headerReceived(self, line)
         if ok:
             request = self.requests[-1]
             name, value = line.split(b":", 1)
@@ -221,11 +213,11 @@ class StubChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         self._at_request_line = True
-        super().allContentReceived()
+        HTTPChannel.allContentReceived(self)
 
     def rawDataReceived(self, data: bytes) -> None:
         if not self.discarding:
-            super().rawDataReceived(data)
+            HTTPChannel.rawDataReceived(self, data)
 
     def loseConnection(self) -> None:
         """Close; after an early answer, linger (see the module docstring)."""
@@ -234,7 +226,7 @@ class StubChannel(HTTPChannel):
         transport: Any = self.transport
         half_close = getattr(transport, "loseWriteConnection", None)
         if not self.discarding or half_close is None:
-            super().loseConnection()
+            HTTPChannel.loseConnection(self)
             return
         # Keep reading (and throwing away) whatever the client still sends,
         # also if a full send buffer had paused reading: the channel no
@@ -256,11 +248,11 @@ class StubSite(Site):
 
     # Plain HTTP/1.1 channels: the stub never negotiates HTTP/2, so the
     # generic HTTP/1.1-or-2 wrapper that Site builds by default is not needed.
-    protocol = StubChannel  # type: ignore[assignment]
+    protocol = StubChannel  # type: ignore[assignment]  # typed as that wrapper's factory
     noisy = False
 
     def __init__(self, resource: Resource, reactor: Clock, backend: Backend) -> None:
-        super().__init__(resource, requestFactory=StubRequest, reactor=reactor)
+        Site.__init__(self, resource, requestFactory=StubRequest, reactor=reactor)
         self.backend = backend
         self.connections: set[StubChannel] = set()
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import react
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from backend_stub.farm import StubFarm
+from backend_stub.server import StubReactor
 from backend_stub.topology import (
+    MAX_PORT,
     Topology,
     TopologyError,
     load_topology,
@@ -32,8 +35,8 @@ READY_LINE = "backend-stub ready"
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 1..65535, got {text!r}")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port in 1..{MAX_PORT}, got {text!r}")
     return int(text)
 
 
@@ -75,13 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(str(exc), 2)
     topology = topology.with_overrides(port=args.port, control=args.control)
 
-    # The only place that touches the global reactor: react() runs it.
-    from twisted.internet.task import react
-
+    # The only place that touches the global reactor: react() installs and runs it.
     react(_run, [topology])
 
 
-async def _run(reactor: Any, topology: Topology) -> None:
+async def _run(reactor: StubReactor, topology: Topology) -> None:
     farm = StubFarm(topology, reactor)
     try:
         await farm.start()
@@ -89,9 +90,7 @@ async def _run(reactor: Any, topology: Topology) -> None:
         reason = getattr(exc.socketError, "strerror", None) or exc.socketError
         _fail(f"cannot listen on {exc.interface}:{exc.port}: {reason}", 1)
     # Log (to stderr) only from here on, so that a failed start says one line.
-    # FileLogObserver provides ILogObserver; mypy cannot see zope interfaces.
-    observer: Any = textFileLogObserver(sys.stderr)
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     print(READY_LINE, flush=True)
     # Run until a signal stops the reactor; react() then exits with status 0.
     await Deferred()

@@ -19,8 +19,7 @@ Errors are JSON objects ``{"error": "<one line>"}``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
 from twisted.logger import Logger
@@ -37,6 +36,9 @@ __all__ = ["ControlResource"]
 
 _MAX_BODY = 64 * 1024
 
+# Answers one method of a control resource: the body, or NOT_DONE_YET.
+_Handler = Callable[[Request], object]
+
 
 class ControlResource(Resource):
     """Serves the control API over the farm's *servers* and *records*."""
@@ -45,43 +47,52 @@ class ControlResource(Resource):
     _log = Logger()
 
     def __init__(self, servers: Mapping[str, StubServer], records: RequestLog) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._servers = servers
         self._records = records
 
-    def render(self, request: Request) -> object:  # type: ignore[override]
+    def render(self, request: Request) -> object:
         """Dispatch on method and path."""
-        method = request.method
         parts = [unquote(p.decode("latin-1")) for p in request.postpath or [] if p]
-        if parts == ["servers"]:
-            return self._only(request, {b"GET": self._get_servers})
-        if parts == ["requests"]:
-            return self._only(
-                request, {b"GET": self._get_requests, b"DELETE": self._delete_requests}
-            )
-        if len(parts) == 3 and parts[0] == "servers" and parts[2] == "expect":
-            server = self._servers.get(parts[1])
-            if server is None:
-                return _json(request, 404, {"error": f"no server {parts[1]!r}"})
-            return self._only(
-                request,
-                {
-                    b"GET": lambda r: _json(r, 200, {"mode": server.expect_mode}),
-                    b"PUT": lambda r: self._put_expect(r, server),
-                },
-            )
-        if len(parts) == 2 and parts[0] == "faults":
-            server = self._servers.get(parts[1])
-            if server is None:
-                return _json(request, 404, {"error": f"no server {parts[1]!r}"})
-            if method == b"GET":
-                return _json(request, 200, server.fault.to_json())
-            if method == b"PUT":
-                return self._put_fault(request, server)
-            return _not_allowed(request, b"GET, PUT")
-        return _json(request, 404, {"error": "no such control resource"})
+        match parts:
+            case ["servers"]:
+                return self._only(request, {b"GET": self._get_servers})
+            case ["requests"]:
+                return self._only(
+                    request, {b"GET": self._get_requests, b"DELETE": self._delete_requests}
+                )
+            case ["servers", name, "expect"]:
+                return self._expect(request, name)
+            case ["faults", name]:
+                return self._fault(request, name)
+            case _:
+                return _json(request, 404, {"error": "no such control resource"})
 
-    def _only(self, request: Request, handlers: dict[bytes, Any]) -> object:
+    def _expect(self, request: Request, name: str) -> object:
+        server = self._servers.get(name)
+        if server is None:
+            return _no_server(request, name)
+        return self._only(
+            request,
+            {
+                b"GET": lambda r: _json(r, 200, {"mode": server.expect_mode}),
+                b"PUT": lambda r: self._put_expect(r, server),
+            },
+        )
+
+    def _fault(self, request: Request, name: str) -> object:
+        server = self._servers.get(name)
+        if server is None:
+            return _no_server(request, name)
+        return self._only(
+            request,
+            {
+                b"GET": lambda r: _json(r, 200, server.fault.to_json()),
+                b"PUT": lambda r: self._put_fault(r, server),
+            },
+        )
+
+    def _only(self, request: Request, handlers: Mapping[bytes, _Handler]) -> object:
         handler = handlers.get(request.method)
         if handler is None:
             return _not_allowed(request, b", ".join(handlers))
@@ -96,7 +107,7 @@ class ControlResource(Resource):
             return _json(request, 200, self._records.list())
         name = names[0].decode("utf-8", "replace")
         if name not in self._servers:
-            return _json(request, 404, {"error": f"no server {name!r}"})
+            return _no_server(request, name)
         return _json(request, 200, self._records.list(name))
 
     def _delete_requests(self, request: Request) -> bytes:
@@ -134,13 +145,16 @@ class ControlResource(Resource):
         return NOT_DONE_YET
 
 
-def _read_json(request: Request) -> Any:
+def _read_json(request: Request) -> object:
     """The decoded JSON body (null when empty); ValueError when not JSON or too large."""
-    assert request.content is not None
-    raw = request.content.read(_MAX_BODY + 1)
+    raw = request.content.read(_MAX_BODY + 1) if request.content is not None else b""
     if len(raw) > _MAX_BODY:
         raise ValueError("body too large")
     return json.loads(raw or b"null")
+
+
+def _no_server(request: Request, name: str) -> bytes:
+    return _json(request, 404, {"error": f"no server {name!r}"})
 
 
 def _bad_body(request: Request, exc: Exception) -> bytes:

@@ -11,8 +11,6 @@ the body, then the answer (so a referral arrives after the whole body).
 
 from __future__ import annotations
 
-from typing import Any
-
 from backend_stub.faults import Fault
 from backend_stub.routing import Reply, SinkReply, StreamReply, TextReply
 from backend_stub.topology import EXPECT_MODES, ExpectMode
@@ -24,12 +22,14 @@ __all__ = ["EARLY_FAULTS", "ExpectError", "answers_before_body", "parse_expect",
 # back (a slow server still succeeds): it does not hold ``100 Continue``.
 EARLY_FAULTS = frozenset({"hang", "cut", "drop", "garbage"})
 
+_SUCCESS = range(200, 300)  # the 2xx statuses
+
 
 class ExpectError(ValueError):
     """An expect-mode body from the control API is malformed."""
 
 
-def parse_expect(data: Any) -> ExpectMode:
+def parse_expect(data: object) -> ExpectMode:
     """Validate a decoded JSON body such as ``{"mode": "blind"}``."""
     if not isinstance(data, dict):
         raise ExpectError("expected a JSON object")
@@ -56,4 +56,4 @@ def answers_before_body(reply: Reply, fault: Fault) -> bool:
         return True
     if isinstance(reply, SinkReply | StreamReply):
         return False
-    return isinstance(reply, TextReply) and not 200 <= reply.status < 300
+    return isinstance(reply, TextReply) and reply.status not in _SUCCESS

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.web.server import Site
 
 from backend_stub.control import ControlResource
 from backend_stub.records import RequestLog
-from backend_stub.server import StubServer
+from backend_stub.server import StubReactor, StubServer
 from backend_stub.topology import Topology
 
 __all__ = ["StubFarm"]
@@ -19,7 +18,7 @@ __all__ = ["StubFarm"]
 class StubFarm:
     """Builds the servers of *topology* on *reactor* and starts them."""
 
-    def __init__(self, topology: Topology, reactor: Any) -> None:
+    def __init__(self, topology: Topology, reactor: StubReactor) -> None:
         self.topology = topology
         self.records = RequestLog()
         self._reactor = reactor
@@ -27,7 +26,7 @@ class StubFarm:
             spec.name: StubServer(spec, topology.folders, topology.port, self.records, reactor)
             for spec in topology.servers
         }
-        self._control: Any = None  # the control API's IListeningPort
+        self._control: IListeningPort | None = None  # the control API's listener
 
     async def start(self) -> None:
         """Listen on every server address and on the control address.
@@ -41,7 +40,9 @@ class StubFarm:
             control_site = Site(ControlResource(self.servers, self.records), reactor=self._reactor)
             host = self.topology.control_host
             endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
-            endpoint = endpoint_type(self._reactor, self.topology.control_port, interface=host)
+            endpoint: IStreamServerEndpoint = endpoint_type(
+                self._reactor, self.topology.control_port, interface=host
+            )
             self._control = await endpoint.listen(control_site)
         except Exception:
             await self.stop()
@@ -56,7 +57,7 @@ class StubFarm:
         await DeferredList(stops, consumeErrors=True)
 
 
-async def _stop_listening(port: Any) -> None:
+async def _stop_listening(port: IListeningPort) -> None:
     result = port.stopListening()
     if result is not None:
         await result

@@ -55,7 +55,7 @@ class Fault:
 NO_FAULT = Fault()
 
 
-def parse_fault(data: Any) -> Fault:
+def parse_fault(data: object) -> Fault:
     """Validate a decoded JSON body such as ``{"mode": "delay", "seconds": 2}``."""
     if not isinstance(data, dict):
         raise FaultError("expected a JSON object")

@@ -5,13 +5,21 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["DEFAULT_LIMIT", "BodyDigest", "Record", "RequestLog", "make_record"]
+__all__ = ["DEFAULT_LIMIT", "BodyDigest", "Record", "RequestHead", "RequestLog", "make_record"]
 
 DEFAULT_LIMIT = 10000
 
 Record = dict[str, Any]
+
+
+class RequestHead(NamedTuple):
+    """The request line, as received."""
+
+    method: bytes
+    uri: bytes
+    version: bytes
 
 
 class BodyDigest:
@@ -40,23 +48,21 @@ class BodyDigest:
 def make_record(
     *,
     server: str,
-    method: bytes,
-    uri: bytes,
+    head: RequestHead,
     headers: Sequence[tuple[bytes, bytes]],
-    body_length: int,
-    body_sha256: str,
+    body: BodyDigest,
     time: float,
     peer: str = "",
-    body_complete: bool = True,
     expect: bytes | None = None,
     continued: bool = False,
 ) -> Record:
     """The JSON-ready record of one request; bytes are decoded as latin-1.
 
     ``host`` is the first ``Host`` header as sent, or None without one;
-    ``peer`` is the client's ``address:port``; ``body_complete`` whether the
-    whole body arrived (False: the connection was lost mid-body, or the
-    server answered before reading it); ``expect`` the ``Expect`` header as
+    ``peer`` is the client's ``address:port``; ``body`` the digest of what
+    arrived of the body, ``body.complete`` whether that is the whole body
+    (False: the connection was lost mid-body, or the server answered before
+    reading it); ``expect`` the ``Expect`` header as
     sent (None without one); ``continued`` whether the server answered
     ``100 Continue``.
     """
@@ -64,13 +70,13 @@ def make_record(
     host = next((value for name, value in pairs if name.lower() == "host"), None)
     return {
         "server": server,
-        "method": method.decode("latin-1"),
-        "uri": uri.decode("latin-1"),
+        "method": head.method.decode("latin-1"),
+        "uri": head.uri.decode("latin-1"),
         "host": host,
         "headers": pairs,
-        "body_length": body_length,
-        "body_sha256": body_sha256,
-        "body_complete": body_complete,
+        "body_length": body.length,
+        "body_sha256": body.sha256,
+        "body_complete": body.complete,
         "expect": None if expect is None else expect.decode("latin-1"),
         "continued": continued,
         "time": time,

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
+from twisted.web.server import Request
 
 from backend_stub.faults import Fault
 from backend_stub.streaming import PatternProducer
@@ -31,7 +33,9 @@ class Clock(Protocol):
 
     def seconds(self) -> float: ...
 
-    def callLater(self, delay: float, function: Callable[..., object], *args: object) -> Any: ...
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class ResponseSender:
 
     def __init__(
         self,
-        request: Any,
+        request: Request,
         response: PreparedResponse,
         fault: Fault,
         clock: Clock,
@@ -69,7 +73,7 @@ class ResponseSender:
         self._response = response
         self._fault = fault
         self._clock = clock
-        self._call: Any = None  # an IDelayedCall while a delay is pending
+        self._call: IDelayedCall | None = None  # while a delay is pending
         self._producer: PatternProducer | None = None
         self._gone = False
 
@@ -81,7 +85,7 @@ class ResponseSender:
         else:
             self._send()
 
-    def _connection_lost(self, reason: Failure) -> None:
+    def _connection_lost(self, _reason: Failure) -> None:
         self._gone = True
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -96,6 +100,8 @@ class ResponseSender:
         request, response = self._request, self._response
         if self._fault.mode in ("drop", "garbage"):
             transport = request.channel.transport
+            if transport is None:  # the connection is gone: nothing to spoil
+                return
             if self._fault.mode == "garbage":
                 transport.write(b"HTTP/1.1 2OO NOT OK\r\n\x00\x01garbage\r\n\r\n")
             transport.loseConnection()

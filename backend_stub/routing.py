@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from backend_stub.topology import FolderSpec, ServerSpec, path_segments
@@ -112,14 +113,33 @@ def route(
     head = segments[0].casefold() if segments else ""
     upload = _UPLOADS.get(method)
     if head == "exchange":
-        reply = _mailbox(server, segments[1] if len(segments) > 1 else "")
-        if upload is not None and reply.status == 200:
-            return SinkReply(upload[0], f"mailbox {segments[1]}", upload[1])
-        return reply
+        return _to_mailbox(server, segments[1] if len(segments) > 1 else "", upload)
     if head == "exchweb":
-        if len(segments) > 1 and segments[1].casefold() == "bytes":
-            return _bytes(segments[2:])
-        return EchoReply()
+        return _exchweb(segments[1:])
+    return _to_folder(server, folders, path, upload, from_front_end=from_front_end)
+
+
+def _to_mailbox(server: ServerSpec, alias: str, upload: tuple[int, str] | None) -> Reply:
+    reply = _mailbox(server, alias)
+    if upload is not None and reply.status == HTTPStatus.OK:
+        return SinkReply(upload[0], f"mailbox {alias}", upload[1])
+    return reply
+
+
+def _exchweb(rest: Sequence[str]) -> Reply:
+    if rest and rest[0].casefold() == "bytes":
+        return _bytes(rest[1:])
+    return EchoReply()
+
+
+def _to_folder(
+    server: ServerSpec,
+    folders: Sequence[FolderSpec],
+    path: str,
+    upload: tuple[int, str] | None,
+    *,
+    from_front_end: bool,
+) -> Reply:
     folder = find_folder(path, folders)
     if folder is None:
         return TextReply(404, f"no such folder or mailbox: {path}\n")

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -30,7 +32,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from backend_stub.channel import StubChannel, StubRequest, StubSite
 from backend_stub.expect import answers_before_body
 from backend_stub.faults import NO_FAULT, Fault
-from backend_stub.records import Record, RequestLog, make_record
+from backend_stub.records import Record, RequestHead, RequestLog, make_record
 from backend_stub.response import Clock, PreparedResponse, ResponseSender
 from backend_stub.routing import (
     EchoReply,
@@ -43,10 +45,20 @@ from backend_stub.routing import (
 )
 from backend_stub.topology import ExpectMode, FolderSpec, ServerSpec
 
-__all__ = ["StubChannel", "StubRequest", "StubResource", "StubServer", "StubSite"]
+__all__ = ["StubChannel", "StubReactor", "StubRequest", "StubResource", "StubServer", "StubSite"]
 
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
+
+
+class StubReactor(Clock, Protocol):
+    """What a stub server asks of its reactor: ``IReactorTime`` (the part in
+    :class:`~backend_stub.response.Clock`) and ``IReactorTCP.listenTCP`` (a
+    reactor, or a ``MemoryReactorClock`` in tests)."""
+
+    def listenTCP(
+        self, port: int, factory: ServerFactory, backlog: int = 50, interface: str = ""
+    ) -> IListeningPort: ...
 
 
 class StubResource(Resource):
@@ -56,11 +68,11 @@ class StubResource(Resource):
     _log = Logger()
 
     def __init__(self, server: StubServer, clock: Clock) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._server = server
         self._clock = clock
 
-    def render(self, request: StubRequest) -> object:  # type: ignore[override]
+    def render(self, request: StubRequest) -> object:
         """Record the request, then answer it under the current fault."""
         fault = self._server.fault
         record = self._server.record(request)
@@ -132,7 +144,7 @@ class StubServer:
         folders: Sequence[FolderSpec],
         port: int,
         records: RequestLog,
-        reactor: Any,
+        reactor: StubReactor,
     ) -> None:
         self.spec = spec
         self.port = port
@@ -140,9 +152,9 @@ class StubServer:
         self.expect_mode: ExpectMode = spec.expect
         self._folders = tuple(folders)
         self._records = records
-        self._reactor = reactor  # IReactorTCP and IReactorTime
+        self._reactor = reactor
         self._site = StubSite(StubResource(self, reactor), reactor, self)
-        self._listening: Any = None  # the IListeningPort while listening
+        self._listening: IListeningPort | None = None
         self._lock = DeferredLock()
 
     @property
@@ -188,17 +200,13 @@ class StubServer:
 
     def record(self, request: StubRequest) -> Record:
         """Record *request* with what arrived of its body so far."""
-        head = request.head
-        method, uri = (head.method, head.uri) if head is not None else (request.method, request.uri)
+        head = request.head or RequestHead(request.method, request.uri, request.clientproto)
         body = request.body
         record = make_record(
             server=self.spec.name,
-            method=method,
-            uri=uri,
+            head=head,
             headers=request.raw_headers,
-            body_length=body.length,
-            body_sha256=body.sha256,
-            body_complete=body.complete,
+            body=body,
             expect=request.expect,
             continued=request.continued,
             time=self._reactor.seconds(),
@@ -210,8 +218,8 @@ class StubServer:
             self._log.info(
                 "{server} {method} {uri} - (connection lost after {length} body bytes)",
                 server=self.spec.name,
-                method=method.decode("latin-1"),
-                uri=uri.decode("latin-1"),
+                method=head.method.decode("latin-1"),
+                uri=head.uri.decode("latin-1"),
                 length=body.length,
             )
         return record

@@ -31,7 +31,7 @@ def pattern_bytes(offset: int, length: int) -> bytes:
 class Consumer(Protocol):
     """What the producer writes to: a twisted.web request."""
 
-    def registerProducer(self, producer: object, streaming: bool) -> None: ...
+    def registerProducer(self, producer: object, *, streaming: bool) -> None: ...
 
     def unregisterProducer(self) -> None: ...
 
@@ -63,7 +63,7 @@ class PatternProducer:
 
     def start(self) -> None:
         """Register with the consumer as a streaming producer and start writing."""
-        self._consumer.registerProducer(self, True)
+        self._consumer.registerProducer(self, streaming=True)
         self.resumeProducing()
 
     def resumeProducing(self) -> None:

@@ -14,10 +14,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "EXPECT_MODES",
+    "MAX_PORT",
     "ExpectMode",
     "FolderSpec",
     "ServerSpec",
@@ -36,6 +37,10 @@ __all__ = [
 # Continue`` at once, as stock twisted.web does, and the answer after the body).
 ExpectMode = Literal["decide", "blind"]
 EXPECT_MODES: tuple[ExpectMode, ...] = ("decide", "blind")
+
+MAX_PORT = 65535  # the largest TCP port number
+
+_T = TypeVar("_T")
 
 
 class TopologyError(ValueError):
@@ -135,7 +140,7 @@ def parse_host_port(value: str, key: str = "control") -> tuple[str, int]:
 def load_topology(path: str | Path) -> Topology:
     """Read and validate the topology file at *path*."""
     try:
-        with open(path, "rb") as handle:
+        with Path(path).open("rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
         raise TopologyError(f"cannot read {path}: {exc.strerror}") from None
@@ -154,7 +159,7 @@ def parse_topology(data: Mapping[str, Any]) -> Topology:
     return Topology(port, control_host, control_port, servers, folders)
 
 
-def _parse_servers(raw: list[Any]) -> tuple[ServerSpec, ...]:
+def _parse_servers(raw: list[object]) -> tuple[ServerSpec, ...]:
     if not raw:
         raise TopologyError("servers: at least one server is required")
     servers: list[ServerSpec] = []
@@ -198,7 +203,7 @@ def _parse_servers(raw: list[Any]) -> tuple[ServerSpec, ...]:
     return tuple(servers)
 
 
-def _parse_folders(raw: Any, servers: Sequence[ServerSpec]) -> tuple[FolderSpec, ...]:
+def _parse_folders(raw: object, servers: Sequence[ServerSpec]) -> tuple[FolderSpec, ...]:
     if not isinstance(raw, list):
         raise TopologyError("folders: expected an array of tables")
     known = {spec.name for spec in servers}
@@ -231,7 +236,7 @@ def _parse_folders(raw: Any, servers: Sequence[ServerSpec]) -> tuple[FolderSpec,
     return tuple(folders)
 
 
-def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+def _require(table: Mapping[str, object], key: str, kind: type[_T], where: str) -> _T:
     name = f"{where}.{key}" if where else key
     if key not in table:
         raise TopologyError(f"{name}: missing")
@@ -255,12 +260,12 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 
 
 def _check_port(port: int, key: str) -> int:
-    if not 1 <= port <= 65535:
-        raise TopologyError(f"{key}: port must be in 1..65535, got {port}")
+    if not 1 <= port <= MAX_PORT:
+        raise TopologyError(f"{key}: port must be in 1..{MAX_PORT}, got {port}")
     return port
 
 
-def _string_list(value: Any, key: str) -> list[str]:
+def _string_list(value: object, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TopologyError(f"{key}: expected an array of strings")
     if len({v.casefold() for v in value}) != len(value):

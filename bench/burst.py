@@ -33,11 +33,15 @@ import select
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = ["MARK", "main", "raise_nofile"]
 
 MARK = "BURSTJSON "
+
+_SUCCESS = range(200, 300)  # the 2xx statuses
+_SWEEP_S = 0.1  # seconds between deadline sweeps (and the longest wait in poll)
 
 
 def raise_nofile(wanted: int) -> int:
@@ -49,9 +53,10 @@ def raise_nofile(wanted: int) -> int:
     if hard != resource.RLIM_INFINITY and hard < wanted:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
-            return wanted
         except (ValueError, OSError):
             wanted = hard  # not allowed to raise the hard limit: up to it
+        else:
+            return wanted
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return wanted
 
@@ -99,73 +104,97 @@ class _Tally:
         self.errors = {"connect": 0, "read": 0, "status": 0, "timeout": 0}
 
 
-def _run(host: str, port: int, reqs: list[bytes], connections: int, deadline: float) -> _Tally:
-    """Every connection started at once, then served by one epoll loop until all end."""
-    tally = _Tally()
-    poller = select.epoll()
-    live: dict[int, _Conn] = {}
+class _Burst:
+    """The live connections of a burst, on one epoll loop, and what they found."""
 
-    def end(conn: _Conn, error: str | None, now: float) -> None:
-        del live[conn.sock.fileno()]
-        poller.unregister(conn.sock)
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.tally = _Tally()
+        self.poller = select.epoll()
+        self.live: dict[int, _Conn] = {}
+
+    def start(self, host: str, port: int, reqs: list[bytes], connections: int) -> None:
+        """Start every connection at once (non-blocking ``connect()``)."""
+        for i in range(connections):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)  # noqa: FBT003 - socket.setblocking takes it positionally
+            started = time.perf_counter()
+            code = sock.connect_ex((host, port))
+            if code not in (0, errno.EINPROGRESS):
+                sock.close()
+                self.tally.errors["connect"] += 1
+                continue
+            self.live[sock.fileno()] = _Conn(sock, reqs[i % len(reqs)], started)
+            self.poller.register(sock, select.EPOLLOUT)
+
+    def ready(self, conn: _Conn, now: float) -> None:
+        """Serve a connection the poller found ready: send its request, or read."""
+        if not conn.sent:
+            self._send(conn, now)
+            return
+        try:
+            data = conn.sock.recv(262144)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._end(conn, "read", now)
+            return
+        if conn.received(data):
+            self._end(conn, None, now)
+        elif not data:
+            self._end(conn, "read", now)
+
+    def _send(self, conn: _Conn, now: float) -> None:
+        if conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._end(conn, "connect", now)
+            return
+        try:
+            conn.sock.send(conn.request)  # a few hundred bytes: one send
+        except OSError:
+            self._end(conn, "connect", now)
+            return
+        conn.sent = True
+        self.poller.modify(conn.sock, select.EPOLLIN)
+
+    def expire(self, now: float) -> None:
+        """End the connections past their deadline."""
+        for conn in [c for c in self.live.values() if now - c.started > self.deadline]:
+            self._end(conn, "timeout", now)
+
+    def _end(self, conn: _Conn, error: str | None, now: float) -> None:
+        del self.live[conn.sock.fileno()]
+        self.poller.unregister(conn.sock)
         conn.sock.close()
         if error is not None:
-            tally.errors[error] += 1
-        elif 200 <= conn.status < 300:
-            tally.latencies.append((now - conn.started) * 1000)
+            self.tally.errors[error] += 1
+        elif conn.status in _SUCCESS:
+            self.tally.latencies.append((now - conn.started) * 1000)
         else:
-            tally.errors["status"] += 1
+            self.tally.errors["status"] += 1
 
-    for i in range(connections):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        started = time.perf_counter()
-        code = sock.connect_ex((host, port))
-        if code not in (0, errno.EINPROGRESS):
-            sock.close()
-            tally.errors["connect"] += 1
-            continue
-        live[sock.fileno()] = _Conn(sock, reqs[i % len(reqs)], started)
-        poller.register(sock, select.EPOLLOUT)
-    sweep = time.perf_counter() + 0.1
+    def close(self) -> None:
+        """Close whatever is still open, and the poller."""
+        for conn in list(self.live.values()):
+            conn.sock.close()
+        self.poller.close()
+
+
+def _run(host: str, port: int, reqs: list[bytes], connections: int, deadline: float) -> _Tally:
+    """Every connection started at once, then served by one epoll loop until all end."""
+    burst = _Burst(deadline)
     try:
-        while live:
-            for fd, _ in poller.poll(0.1):
-                conn = live[fd]
-                now = time.perf_counter()
-                if not conn.sent:
-                    if conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                        end(conn, "connect", now)
-                        continue
-                    try:
-                        conn.sock.send(conn.request)  # a few hundred bytes: one send
-                    except OSError:
-                        end(conn, "connect", now)
-                        continue
-                    conn.sent = True
-                    poller.modify(conn.sock, select.EPOLLIN)
-                    continue
-                try:
-                    data = conn.sock.recv(262144)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    end(conn, "read", now)
-                    continue
-                if conn.received(data):
-                    end(conn, None, now)
-                elif not data:
-                    end(conn, "read", now)
+        burst.start(host, port, reqs, connections)
+        sweep = time.perf_counter() + _SWEEP_S
+        while burst.live:
+            for fd, _ in burst.poller.poll(_SWEEP_S):
+                burst.ready(burst.live[fd], time.perf_counter())
             now = time.perf_counter()
             if now >= sweep:  # connections past their deadline
-                sweep = now + 0.1
-                for conn in [c for c in live.values() if now - c.started > deadline]:
-                    end(conn, "timeout", now)
+                sweep = now + _SWEEP_S
+                burst.expire(now)
     finally:
-        for conn in list(live.values()):
-            conn.sock.close()
-        poller.close()
-    return tally
+        burst.close()
+    return burst.tally
 
 
 def requests(url: str, auths: Sequence[str]) -> tuple[str, int, list[bytes]]:
@@ -207,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     auths: list[str] = []
     if args.authorizations:
-        with open(args.authorizations, encoding="utf-8") as f:
+        with Path(args.authorizations).open(encoding="utf-8") as f:
             auths = json.load(f)
     raise_nofile(args.connections + 100)
     result = burst(args.url, auths, args.connections, args.deadline)

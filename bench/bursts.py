@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from bench import kernel
 from bench.burst import MARK
-from bench.rig import SMALL_PATH, Rig, add_cpu
+from bench.rig import SMALL_PATH, Rig, add_cpu, note
 
 __all__ = [
     "BURST_LABELS",
@@ -192,4 +192,4 @@ def run(rig: Rig) -> None:
             name: used * 1e6 / merged.connections for name, used in cpu[key].items()
         }
         p99 = "failed" if math.isinf(merged.p99_ms) else f"{merged.p99_ms:.0f} ms"
-        print(f"  ran burst {label}: p99 {p99}, {merged.failed} failed", file=sys.stderr)
+        note(f"  ran burst {label}: p99 {p99}, {merged.failed} failed")

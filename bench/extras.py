@@ -82,14 +82,13 @@ def profile(rig: Rig) -> None:
     if py_spy is None:
         rig.results.profile = {"skipped": "py-spy is not installed (bench/run --profile)"}
         return
-    assert rig.fe is not None
-    if rig.fe.process.poll() is not None:
+    if rig.frontend.process.poll() is not None:
         rig.start_frontend(workers=None, cpus=rig.server_cpus)
     rig.warm()
     raw = rig.workdir / "profile.txt"
     seconds = max(5, rig.o.duration)
     recorder = subprocess.Popen(
-        rig.children.command(record_command(py_spy, rig.fe.pid, seconds, raw), rig.load_cpus),
+        rig.children.command(record_command(py_spy, rig.frontend.pid, seconds, raw), rig.load_cpus),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -54,7 +54,7 @@ def _count_lines(path: Path, needle: bytes) -> int:
         return 0
 
 
-def _raise_on_signal(signum: int, frame: FrameType | None) -> None:
+def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 

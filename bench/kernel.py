@@ -10,10 +10,10 @@ network namespace: other work on the machine during a burst adds to them.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
-import itertools
 
 __all__ = ["LISTEN_COUNTERS", "listen_backlog", "listen_counters", "parse_netstat", "settings"]
 
@@ -66,8 +66,7 @@ def listen_backlog(port: int, address: str = "127.0.0.1") -> int | None:
         [ss, "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=30, check=False
     )
     for line in done.stdout.splitlines():
-        fields = line.split()
-        # State Recv-Q Send-Q Local:Port Peer:Port
-        if len(fields) >= 4 and fields[3] == f"{address}:{port}" and fields[2].isdigit():
-            return int(fields[2])
+        match line.split():  # State Recv-Q Send-Q Local:Port Peer:Port
+            case [_, _, send_q, local, *_] if local == f"{address}:{port}" and send_q.isdigit():
+                return int(send_q)
     return None

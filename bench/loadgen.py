@@ -15,6 +15,8 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from http import HTTPStatus
+from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = ["main"]
@@ -88,7 +90,7 @@ async def _connection(
                 status, size, keep = await asyncio.wait_for(_read_response(reader), 10)
                 stats.latencies.append(time.monotonic() - started)
                 stats.bytes += size
-                if status >= 400:
+                if status >= HTTPStatus.BAD_REQUEST:  # 4xx and 5xx
                     stats.errors["status"] += 1
                 if not keep:
                     break
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     auths: list[str] = []
     if args.authorizations:
-        with open(args.authorizations, encoding="utf-8") as f:
+        with Path(args.authorizations).open(encoding="utf-8") as f:
             auths = json.load(f)
     result = asyncio.run(_run(args.url, auths, args.seconds, args.connections))
     print(MARK + json.dumps(result), flush=True)

@@ -46,7 +46,7 @@ def _row(label: str, x: LoadResult, first: str) -> str:
 
 
 def _spread(x: LoadResult) -> str:
-    if len(x.rounds_rps) < 2:
+    if len(x.rounds_rps) <= 1:  # one round has no spread
         return ""
     return "  (rounds " + " / ".join(f"{v:,.0f}" for v in x.rounds_rps) + ")"
 

@@ -14,6 +14,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.web.proxy import ReverseProxyResource
+from twisted.web.server import Site
+
 __all__ = ["main"]
 
 
@@ -25,9 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, _, port = args.backend.rpartition(":")
 
     # The entry point: the only place that imports the global reactor.
-    from twisted.internet import reactor as global_reactor
-    from twisted.web.proxy import ReverseProxyResource
-    from twisted.web.server import Site
+    from twisted.internet import reactor as global_reactor  # noqa: PLC0415 - importing it installs it
 
     reactor: Any = global_reactor  # the installed reactor's interfaces are not typed
     site = Site(ReverseProxyResource(host, int(port), b""))

@@ -22,8 +22,11 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import peers
 from bench.directory import (
@@ -144,7 +147,7 @@ class Rig:
         # No backlog in the endpoint: the burst measures the product's default.
         data["frontend"]["listen"] = [f"tcp:{self.fe_port}:interface=127.0.0.1"]
         data["frontend"]["backend_port"] = self.origin_port
-        data["hosts"] = {name: ORIGIN_ADDRESS for name in self.server_names}
+        data["hosts"] = dict.fromkeys(self.server_names, ORIGIN_ADDRESS)
         directory = data.setdefault("directory", {})
         directory.pop("bind_password_file", None)
         directory.update(
@@ -205,7 +208,7 @@ class Rig:
 
     def _check(self, path: str, user: BenchUser, size: int) -> None:
         status, body = get(self.fe_port, path, user)
-        if status != 200 or len(body) != size:
+        if status != HTTPStatus.OK or len(body) != size:
             raise RuntimeError(
                 f"warm-up: GET {path} as {user.login} through feproxy answered {status}"
                 f" with {len(body)} bytes (expected 200 with the origin's {size})"
@@ -215,8 +218,6 @@ class Rig:
         """feproxy's ``feproxy_ldap_queries_total``, all labels summed (None: no admin)."""
         if self.admin_port is None:
             return None
-        from prometheus_client.parser import text_string_to_metric_families
-
         try:
             url = f"http://127.0.0.1:{self.admin_port}/metrics"
             with urllib.request.urlopen(url, timeout=10) as response:
@@ -285,30 +286,41 @@ class Rig:
         return used
 
     @property
+    def frontend(self) -> Child:
+        """feproxy's process (RuntimeError before :meth:`start_frontend`)."""
+        return _started(self.fe, "feproxy")
+
+    @property
     def servers(self) -> list[Child]:
         return [c for c in (self.fe, self.slapd, *self.others.values()) if c is not None]
 
     # -- slapd's log -------------------------------------------------------------
 
     def slapd_mark(self) -> int:
-        assert self.slapd is not None
-        return self.slapd.log_path.stat().st_size
+        return _started(self.slapd, "slapd").log_path.stat().st_size
 
     def slapd_ops(self, since: int) -> OpCount:
-        assert self.slapd is not None
+        log = _started(self.slapd, "slapd").log_path
         time.sleep(0.15)  # slapd writes a line as it takes an operation: let it land
-        with self.slapd.log_path.open("rb") as f:
+        with log.open("rb") as f:
             f.seek(since)
             return count_ops(f.read())
 
 
+def _started(child: Child | None, name: str) -> Child:
+    if child is None:
+        raise RuntimeError(f"{name} was asked for before it was started")
+    return child
+
+
 def progress(name: str, result: LoadResult) -> None:
-    """One line as each run ends (on stderr, so stdout stays the report)."""
-    print(
-        f"  ran {name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.2f} ms",
-        file=sys.stderr,
-        flush=True,
-    )
+    """One line as each run ends."""
+    note(f"  ran {name}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.2f} ms")
+
+
+def note(line: str) -> None:
+    """A line of progress, on stderr (stdout stays the report)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def add_cpu(total: dict[str, float], before: dict[str, float], after: dict[str, float]) -> None:

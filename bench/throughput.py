@@ -48,8 +48,8 @@ def small(rig: Rig) -> None:
         if rig.o.quick and key not in QUICK_SMALL:
             continue
         auths = many if key == "full_many_users" else one
-        label = label.replace("many", str(len(many)))
-        runs.append(Run(key, label, rig.url(server, SMALL_PATH), auths))
+        shown = label.replace("many", str(len(many)))
+        runs.append(Run(key, shown, rig.url(server, SMALL_PATH), auths))
     mark = rig.slapd_mark()
     metric = rig.ldap_metric()
     found = rig.measure("small", runs)
@@ -62,14 +62,14 @@ def small(rig: Rig) -> None:
 
 def big(rig: Rig) -> None:
     """1 MiB responses through every proxy, interleaved; feproxy's memory meanwhile."""
-    assert rig.fe is not None
+    fe = rig.frontend
     auths = [rig.cycling[0].authorization]
     runs = [
         Run(key, "1 MiB " + label, rig.url(server, BIG_PATH), auths)
         for key, (label, server) in BIG_LABELS.items()
         if not rig.o.quick or key in QUICK_BIG
     ]
-    pid = rig.fe.pid
+    pid = fe.pid
     before = memory_kib(pid)
     reset = reset_peak_rss(pid)
     peak = [before]

@@ -15,7 +15,12 @@ from typing import Any
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionRefusedError
-from twisted.internet.interfaces import IHostnameResolver, IHostResolution, IResolutionReceiver
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IPushProducer,
+    IResolutionReceiver,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -170,13 +175,13 @@ class BackendTransport(StringTransport):
     protocol: Any
 
     def __init__(self, reactor: MemoryReactorClock, peer: IPv4Address | IPv6Address) -> None:
-        super().__init__(peerAddress=peer)
+        StringTransport.__init__(self, peerAddress=peer)
         self.reactor = reactor
         self.nodelay = False
         self.aborted = False
         self.lost = False
 
-    def setTcpNoDelay(self, enabled: bool) -> None:
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: FBT001 - ITCPTransport's signature
         self.nodelay = enabled
 
     def loseConnection(self) -> None:
@@ -245,9 +250,10 @@ class Peer:
         return self.transport.aborted
 
     @property
-    def producer(self) -> Any:
+    def producer(self) -> IPushProducer | None:
         """The request body's writer registered with the transport, if any."""
-        return self.transport.producer
+        producer: IPushProducer | None = self.transport.producer
+        return producer
 
 
 @implementer(IHostResolution)
@@ -272,8 +278,8 @@ class NameTable:
         resolutionReceiver: IResolutionReceiver,
         hostName: str,
         portNumber: int = 0,
-        addressTypes: Sequence[type[object]] | None = None,
-        transportSemantics: str = "TCP",
+        addressTypes: Sequence[type[object]] | None = None,  # noqa: ARG002 - the interface's; IPv4 only
+        transportSemantics: str = "TCP",  # noqa: ARG002 - the interface's; TCP only
     ) -> IHostResolution:
         self.asked.append(hostName)
         resolution = _Resolution(hostName)
@@ -380,11 +386,17 @@ def response(body: bytes = b"hello", code: bytes = b"200 OK", headers: bytes = b
 
 
 def fetch(
-    net: Net, answer: bytes, peer: Peer | None = None, **kw: Any
+    net: Net,
+    answer: bytes,
+    peer: Peer | None = None,
+    *,
+    method: bytes = b"GET",
+    target: bytes = b"/",
+    headers: Pairs | None = None,
 ) -> tuple[BackendExchange, Sink]:
     """Send a request (on a new connection unless ``peer`` is pooled), answer
     it with ``answer`` in one read, and read the body to a sink."""
-    out = net.send(**kw)
+    out = net.send(method, target, headers)
     if peer is None:
         peer = net.accept()
     peer.send(answer)

@@ -9,9 +9,9 @@ it, driven by treq over in-memory transports (no sockets).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import treq
 from treq.client import HTTPClient
@@ -20,17 +20,21 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 
 from frontend.config import Config, parse_config
-from frontend.errors import BackendFailed
+from frontend.directory.interfaces import UserEntry
+from frontend.errors import BackendFailed, DirectoryUnavailable
 from frontend.ops.metrics import Metrics
 from frontend.proxy import FrontEnd as Handler
 from frontend.proxy import Runtime
 from frontend.routing.marks import UnavailableMarks
 from frontend.wire.headers import client_response_headers
-from frontend.wire.interfaces import OutgoingRequest
+from frontend.wire.interfaces import BodySink, Exchange, OutgoingRequest, Pairs
 from frontend.wire.server import ClientLimits, FrontEndFactory
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -44,40 +48,39 @@ class Sent:
     body_read: bool = False
 
 
+def header_pairs(headers: Headers) -> Pairs:
+    """Twisted ``Headers`` as (name, value) pairs, one per value."""
+    return [(k, v) for k, vs in headers.getAllRawHeaders() for v in vs]
+
+
 @dataclass
 class FakeResponse:
-    """A back end's response (the interface of :class:`frontend.upstream.BackendResponse`)
+    """A back end's response (an :class:`frontend.wire.interfaces.Exchange`)
     whose body is delivered at once, or cut when ``error`` is set."""
 
     code: int = 200
     phrase: bytes = b"OK"
-    headers: Any = field(default_factory=Headers)
+    headers: Pairs = field(default_factory=list)
     body: bytes = b""
     error: str | None = None
     aborted: bool = False
     paused: bool = False
     body_sent: bool = False
+    end_to_end: Pairs = field(init=False)
+    length: int | None = field(init=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.headers, Headers):
-            self.headers = [(k, v) for k, vs in self.headers.getAllRawHeaders() for v in vs]
+        self.end_to_end = client_response_headers(self.headers)
+        cl = self.header(b"content-length")
+        self.length = int(cl[0]) if cl else None
 
     def header(self, name: bytes) -> list[bytes]:
         return [v for k, v in self.headers if k.lower() == name]
 
-    @property
-    def end_to_end(self) -> list[tuple[bytes, bytes]]:
-        return client_response_headers(self.headers)
-
-    @property
-    def length(self) -> int | None:
-        cl = self.header(b"content-length")
-        return int(cl[0]) if cl else None
-
     def whole_body(self) -> bytes | None:
         return None  # delivered through deliver_body, as a streaming back end would
 
-    def deliver_body(self, sink: Any) -> None:
+    def deliver_body(self, sink: BodySink) -> None:
         if self.body:
             sink.body_data(self.body)
         sink.body_end(self.error)
@@ -100,12 +103,12 @@ class FakeBackends:
 
     def __init__(self, answer: Answer | None = None) -> None:
         self.sent: list[Sent] = []
-        self.answer: Answer = answer or (lambda s: FakeResponse(body=b"ok"))
+        self.answer: Answer = answer or (lambda _: FakeResponse(body=b"ok"))
         # Answers a request with Expect: 100-continue from its head alone
         # (None: ask for the body), as a back end that refers would.
         self.early: Callable[[Sent], FakeResponse | None] | None = None
 
-    def send(self, server: str, request: OutgoingRequest) -> defer.Deferred[Any]:
+    def send(self, server: str, request: OutgoingRequest) -> defer.Deferred[Exchange]:
         s = Sent(
             server,
             request.method,
@@ -121,7 +124,7 @@ class FakeBackends:
             early = self.early(s)
             if early is not None:  # answered before asking for the body
                 return defer.succeed(early)
-        d: defer.Deferred[Any] = defer.Deferred()
+        d: defer.Deferred[Exchange] = defer.Deferred()
         parts: list[bytes] = []
 
         class Collect:
@@ -140,7 +143,7 @@ class FakeBackends:
         request.body.stream_to(Collect())
         return d
 
-    def _answer(self, s: Sent) -> defer.Deferred[Any]:
+    def _answer(self, s: Sent) -> defer.Deferred[Exchange]:
         result = self.answer(s)
         if isinstance(result, BaseException):
             return defer.fail(result)
@@ -159,15 +162,16 @@ def _grouped(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
     return out
 
 
-class MemoryAgent(RequestTraversalAgent):  # type: ignore[misc]
+class MemoryAgent(RequestTraversalAgent):
     """treq's in-memory agent, talking to the front end's own protocol."""
 
     def __init__(self, factory: FrontEndFactory) -> None:
-        super().__init__(Resource())
-        self._serverFactory = factory
+        RequestTraversalAgent.__init__(self, Resource())
+        # treq's agent only calls buildProtocol on it, though it holds a Site.
+        self._serverFactory = factory  # type: ignore[assignment]  # treq types it Site
 
 
-class MemoryTreq(HTTPClient):  # type: ignore[misc]
+class MemoryTreq(HTTPClient):
     """treq's client over :class:`MemoryAgent`, with treq's body helpers."""
 
     content = staticmethod(treq.content)
@@ -199,7 +203,7 @@ BASE_CONFIG: dict[str, Any] = {
 }
 
 
-def make_config(**frontend: Any) -> Config:
+def make_config(**frontend: object) -> Config:
     data = {**BASE_CONFIG, "frontend": {**BASE_CONFIG["frontend"], **frontend}}
     return parse_config(data)
 
@@ -213,27 +217,39 @@ class FrontEnd:
     runtime: Runtime
     runtime_metrics: Metrics
 
-    def request(self, method: str, url: str, **kw: Any) -> Any:
-        """(response, body) of one request, or the Failure it ended with."""
-        d = self.treq.request(method, url, **kw)
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> tuple[IResponse, bytes]:
+        """(response, body) of one request; raises what it failed with."""
+        sent = None if headers is None else Headers({k: [v] for k, v in headers.items()})
+        d = self.treq.request(method, url, headers=sent, data=data)
         self.treq.flush()
-        results: list[Any] = []
+        results: list[IResponse | Failure] = []
         d.addBoth(results.append)
         self.treq.flush()
         assert results, "no response"
-        if isinstance(results[0], Failure):
-            return results[0]
-        body = self.treq.content(results[0])
+        response = results[0]
+        if isinstance(response, Failure):
+            response.raiseException()
+        body = self.treq.content(response)
         self.treq.flush()
-        got: list[Any] = []
+        got: list[bytes | Failure] = []
         body.addBoth(got.append)
-        return results[0], got[0]
+        assert got, "no body"
+        if isinstance(got[0], Failure):
+            got[0].raiseException()
+        return response, got[0]
 
 
 def front_end(
     backends: FakeBackends | None = None,
     config: Config | None = None,
-    directory: Any = None,
+    directory: FakeDirectory | None = None,
 ) -> FrontEnd:
     """The real front end over fake back ends, driven in memory."""
     backends = backends or FakeBackends()
@@ -255,12 +271,9 @@ def front_end(
 
 
 @dataclass(frozen=True)
-class FakeUser:
-    dn: str
-    login: str
-    primary_smtp: str | None
-    alias: str | None
-    home_mdb: str | None
+class FakeUser(UserEntry):
+    """A directory user, with the addresses and the password the fake directory knows."""
+
     http_enabled: bool = True
     token: bytes = b""
     addresses: tuple[str, ...] = ()
@@ -284,22 +297,20 @@ class FakeDirectory:
         self.store_servers = dict(store_servers)
         self.public_servers = dict(public_servers or {})
         self.trees = dict(trees or {})
-        self.calls: list[tuple[str, Any]] = []
+        self.calls: list[tuple[str, object]] = []
         self.down = False
 
-    def _answer(self, name: str, arg: Any, value: Any) -> defer.Deferred[Any]:
+    def _answer(self, name: str, arg: object, value: _T) -> defer.Deferred[_T]:
         self.calls.append((name, arg))
         if self.down:
-            from frontend.errors import DirectoryUnavailable
-
             return defer.fail(DirectoryUnavailable(detail="fake directory down"))
         return defer.succeed(value)
 
-    def find_user(self, login: str) -> defer.Deferred[Any]:
+    def find_user(self, login: str) -> defer.Deferred[UserEntry | None]:
         return self._answer("find_user", login, self.users.get(login.lower()))
 
-    def find_mailbox(self, address: str) -> defer.Deferred[Any]:
-        found = None
+    def find_mailbox(self, address: str) -> defer.Deferred[UserEntry | None]:
+        found: UserEntry | None = None
         for u in self.users.values():
             if address.lower() in (a.lower() for a in u.addresses):
                 found = u
@@ -309,16 +320,16 @@ class FakeDirectory:
         ok = any(u.dn == dn and u.password == password for u in self.users.values())
         return self._answer("check_password", dn, ok and bool(password))
 
-    def server_of_store(self, dn: str) -> defer.Deferred[Any]:
+    def server_of_store(self, dn: str) -> defer.Deferred[str | None]:
         return self._answer("server_of_store", dn, self.store_servers.get(dn))
 
-    def public_server_for_mailbox_store(self, dn: str) -> defer.Deferred[Any]:
+    def public_server_for_mailbox_store(self, dn: str) -> defer.Deferred[str | None]:
         return self._answer("public_server_for_mailbox_store", dn, self.public_servers.get(dn))
 
-    def tree_replicas(self, tree: str) -> defer.Deferred[Any]:
+    def tree_replicas(self, tree: str) -> defer.Deferred[tuple[str, ...]]:
         return self._answer("tree_replicas", tree, self.trees.get(tree, ()))
 
-    def default_tree_replicas(self) -> defer.Deferred[Any]:
+    def default_tree_replicas(self) -> defer.Deferred[tuple[str, ...]]:
         return self._answer("default_tree_replicas", None, self.trees.get(None, ()))
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +22,7 @@ import pytest
 
 from backend_stub import topology as topo
 from backend_stub.faults import Fault, FaultError, parse_fault
-from backend_stub.records import RequestLog, make_record
+from backend_stub.records import BodyDigest, RequestHead, RequestLog, make_record
 from backend_stub.routing import (
     EchoReply,
     StreamReply,
@@ -59,9 +59,9 @@ FOLDERS = (
 )
 
 
-def _with(path: str, value: Any) -> dict[str, Any]:
+def _with(path: str, value: object) -> dict[str, Any]:
     """A deep copy of _VALID with the dotted *path* set (or deleted if None)."""
-    data = json.loads(json.dumps(_VALID))
+    data: dict[str, Any] = json.loads(json.dumps(_VALID))
     *parents, last = path.split(".")
     target = data
     for key in parents:
@@ -104,7 +104,7 @@ def test_example_topology_loads_and_takes_overrides() -> None:
         ("folders.0.content", None, "folders[0].content: missing"),
     ],
 )
-def test_topology_error_names_the_key(path: str, value: Any, key: str) -> None:
+def test_topology_error_names_the_key(path: str, value: object, key: str) -> None:
     """A bad topology raises a one-line error that starts with the key at fault."""
     with pytest.raises(topo.TopologyError) as info:
         topo.parse_topology(_with(path, value))
@@ -119,7 +119,8 @@ def test_route_mailbox_here_or_404() -> None:
         TextReply(200, "mailbox ALICE on a.example.com\n")
     )
     reply = route(A, FOLDERS, "/exchange/alice@example.com", from_front_end=False)
-    assert isinstance(reply, TextReply) and reply.status == 200
+    assert isinstance(reply, TextReply)
+    assert reply.status == 200
     assert route(B, FOLDERS, "/exchange/alice/", from_front_end=True) == TextReply(
         404, "no mailbox alice here\n"
     )
@@ -146,7 +147,8 @@ def test_route_referral_only_from_front_end() -> None:
         headers=(("X-Replica-Servers", "b.example.com"),),
     )
     direct = route(A, FOLDERS, "/apps/Projects/x", from_front_end=False)
-    assert isinstance(direct, TextReply) and direct.status == 404
+    assert isinstance(direct, TextReply)
+    assert direct.status == 404
     held = route(B, FOLDERS, "/apps/Projects/x", from_front_end=True)
     assert held == TextReply(200, "projects\n")
 
@@ -156,9 +158,11 @@ def test_route_exchweb_bytes_and_echo() -> None:
     assert route(A, (), "/exchweb/bytes/42", from_front_end=False) == StreamReply(42)
     assert route(A, (), "/exchweb/x/y", from_front_end=False) == EchoReply()
     bad = route(A, (), "/exchweb/bytes/1e3", from_front_end=False)
-    assert isinstance(bad, TextReply) and bad.status == 400
+    assert isinstance(bad, TextReply)
+    assert bad.status == 400
     missing = route(A, FOLDERS, "/nowhere", from_front_end=True)
-    assert isinstance(missing, TextReply) and missing.status == 404
+    assert isinstance(missing, TextReply)
+    assert missing.status == 404
 
 
 def test_parse_fault_accepts_each_mode() -> None:
@@ -197,10 +201,11 @@ class _PausingConsumer:
 
     def __init__(self) -> None:
         self.data: list[bytes] = []
-        self.producer: Any = None
+        self.producer: PatternProducer | None = None
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:
+    def registerProducer(self, producer: object, *, streaming: bool) -> None:
         assert streaming
+        assert isinstance(producer, PatternProducer)
         self.producer = producer
 
     def unregisterProducer(self) -> None:
@@ -208,11 +213,12 @@ class _PausingConsumer:
 
     def write(self, data: bytes) -> None:
         self.data.append(data)
+        assert self.producer is not None
         self.producer.pauseProducing()
 
 
 @pytest.mark.parametrize("stop", [False, True])
-def test_pattern_producer_honours_pause_and_stop(stop: bool) -> None:
+def test_pattern_producer_honours_pause_and_stop(*, stop: bool) -> None:
     """One chunk per resume; exactly N pattern bytes, or none more once stopped."""
     consumer = _PausingConsumer()
     done: list[bool] = []
@@ -224,10 +230,13 @@ def test_pattern_producer_honours_pause_and_stop(stop: bool) -> None:
     for _ in range(5):
         producer.resumeProducing()
     if stop:
-        assert len(consumer.data) == 1 and not done
+        assert len(consumer.data) == 1
+        assert not done
     else:
-        assert b"".join(consumer.data) == pattern_bytes(0, 150_001) and done == [True]
-        assert consumer.producer is None and pattern_bytes(14, 4) == b"ef01"
+        assert b"".join(consumer.data) == pattern_bytes(0, 150_001)
+        assert done == [True]
+        assert consumer.producer is None
+        assert pattern_bytes(14, 4) == b"ef01"
 
 
 def test_request_log_is_bounded_and_filters_by_server() -> None:
@@ -237,18 +246,17 @@ def test_request_log_is_bounded_and_filters_by_server() -> None:
         server, uri, headers = EX1 if n % 2 else EX2, b"/%d" % n, [(b"hOST", b"h")]
         record = make_record(
             server=server,
-            method=b"GET",
-            uri=uri,
+            head=RequestHead(b"GET", uri, b"HTTP/1.1"),
             headers=headers,
-            body_length=0,
-            body_sha256="",
+            body=BodyDigest(),
             time=float(n),
         )
         log.add(record)
     assert [r["uri"] for r in log.list()] == ["/2", "/3", "/4"]
     assert [r["uri"] for r in log.list(EX1)] == ["/3"]
     assert log.list()[0]["host"] == "h"
-    assert log.clear() == 3 and len(log) == 0
+    assert log.clear() == 3
+    assert len(log) == 0
 
 
 # ------------------------------------------------------------- real process
@@ -355,7 +363,8 @@ def test_echo_returns_request_as_received(clean_farm: Farm) -> None:
     reply = _call(clean_farm, EX3, "POST", "/exchweb/bin/echo?a=1", headers, body)
     echo = json.loads(reply.body)
     assert reply.headers["Content-Type"] == "application/json"
-    assert echo["server"] == EX3 and echo["method"] == "POST"
+    assert echo["server"] == EX3
+    assert echo["method"] == "POST"
     assert echo["uri"] == "/exchweb/bin/echo?a=1"
     assert ["x-MiXed-Case", "one"] in echo["headers"]
     assert echo["body_length"] == 1000
@@ -384,10 +393,9 @@ def test_fault_refuse_then_none_listens_again(clean_farm: Farm) -> None:
     address = (clean_farm.address_of(EX3), clean_farm.port)
     with socket.create_connection(address, timeout=5) as idle:
         assert clean_farm.set_fault(EX3, "refuse") == {"mode": "refuse"}
-        try:
-            assert idle.recv(1) == b""  # the open connection was dropped...
-        except ConnectionResetError:
-            pass  # ...by a reset, as when a server dies
+        # The open connection was dropped: closed, or reset as when a server dies.
+        with suppress(ConnectionResetError):
+            assert idle.recv(1) == b""
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=5).close()
     assert clean_farm.servers()[2]["fault"] == {"mode": "refuse"}
@@ -457,7 +465,9 @@ def test_control_rejects_unknown_server_and_bad_body(clean_farm: Farm) -> None:
 def _run_stub(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m backend_stub`` to completion."""
     command = [sys.executable, "-m", "backend_stub", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15)
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=15, check=False
+    )
 
 
 def test_bad_topology_exits_nonzero_naming_the_key(tmp_path: Path) -> None:
@@ -465,7 +475,8 @@ def test_bad_topology_exits_nonzero_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(DEFAULT_TOPOLOGY.read_text().replace('"127.0.0.4"', '"ex3"'))
     result = _run_stub("--topology", str(bad))
-    assert result.returncode != 0 and result.stdout == ""
+    assert result.returncode != 0
+    assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert "servers[2].address" in result.stderr
 

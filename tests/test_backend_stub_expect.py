@@ -15,7 +15,7 @@ import pytest
 from backend_stub import topology as topo
 from backend_stub.channel import CONTINUE, LINGER_SECONDS
 from backend_stub.expect import ExpectError, answers_before_body, parse_expect
-from backend_stub.faults import NO_FAULT, Fault
+from backend_stub.faults import NO_FAULT, Fault, Mode
 from backend_stub.routing import EchoReply, SinkReply, StreamReply, TextReply
 from tests.support.farm import Farm, FarmError
 from tests.support.stub_memory import MemoryServer
@@ -71,7 +71,7 @@ def test_answers_before_body_for_failures_and_spoiling_faults_only() -> None:
         assert not answers_before_body(success, NO_FAULT)
         assert not answers_before_body(success, Fault("delay", seconds=1))
         for mode in ("hang", "drop", "garbage"):
-            assert answers_before_body(success, Fault(mode))  # type: ignore[arg-type]
+            assert answers_before_body(success, Fault(mode))
         assert answers_before_body(success, Fault("cut", after_bytes=1))
 
 
@@ -165,10 +165,10 @@ def test_expect_without_a_body_is_answered_without_continue() -> None:
 
 
 @pytest.mark.parametrize("mode", ["drop", "garbage", "hang", "cut"])
-def test_spoiling_fault_is_applied_from_the_head(mode: str) -> None:
+def test_spoiling_fault_is_applied_from_the_head(mode: Mode) -> None:
     """decide: under drop/garbage/hang/cut no 100 Continue is sent, the fault acts at once."""
     memory = MemoryServer(EX1)
-    memory.server.fault = Fault(mode, after_bytes=3)  # type: ignore[arg-type]
+    memory.server.fault = Fault(mode, after_bytes=3)
     conn = memory.connect()
     conn.send(STORED)
     answer = conn.take()

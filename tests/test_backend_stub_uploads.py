@@ -14,12 +14,11 @@ import socket
 import time
 from contextlib import closing
 from io import BytesIO
-from typing import Any
 
 from backend_stub.channel import PREFIX_LIMIT, StubRequest
 from backend_stub.records import BodyDigest
-from backend_stub.routing import SinkReply, TextReply, route
-from backend_stub.topology import load_topology
+from backend_stub.routing import Reply, SinkReply, TextReply, route
+from backend_stub.topology import ServerSpec, load_topology
 from frontend.loadtest.procs import memory_kib
 from tests.support.farm import DEFAULT_TOPOLOGY, Farm, free_port
 from tests.support.stub_memory import MemoryServer
@@ -36,8 +35,8 @@ def test_route_put_and_post_into_held_mailbox_or_folder_are_sinks() -> None:
     ex1, ex3 = TOPOLOGY.server(EX1), TOPOLOGY.server(EX3)
     folders = TOPOLOGY.folders
 
-    def reply(server: Any, path: str, method: str, from_front_end: bool = True) -> Any:
-        return route(server, folders, path, from_front_end=from_front_end, method=method)
+    def reply(server: ServerSpec, path: str, method: str) -> Reply:
+        return route(server, folders, path, from_front_end=True, method=method)
 
     assert reply(ex1, "/exchange/Alice/Inbox/a.eml", "PUT") == SinkReply(
         201, "mailbox Alice", "Created"
@@ -195,5 +194,5 @@ def test_256_mib_upload_keeps_the_farm_rss_flat() -> None:
     assert f"received {size} bytes, sha256 {expected.hexdigest()}".encode() in answer
     assert (record["body_length"], record["body_sha256"]) == (size, expected.hexdigest())
     assert record["body_complete"] is True
-    print(f"farm RSS: baseline {baseline} KiB, peak growth {growth} KiB")
+    print(f"farm RSS: baseline {baseline} KiB, peak growth {growth} KiB")  # noqa: T201 - the measure, for a run with -s
     assert growth < 32 * 1024, f"peak RSS grew by {growth} KiB"

@@ -232,16 +232,16 @@ def bench_tools() -> None:
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin:" + os.environ.get("PATH", "")
 
 
-def test_generated_configurations_pass_haproxy_and_nginx_checks(
-    bench_tools: None, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("bench_tools")
+def test_generated_configurations_pass_haproxy_and_nginx_checks(tmp_path: Path) -> None:
     """haproxy -c and nginx -t accept the origin's and both proxies' configurations."""
-    checks = []
-    for server in (
-        peers.origin(tmp_path / "origin", 8001, nofile=20000),
-        peers.nginx_proxy(tmp_path / "nginx", 8002, 8001, nofile=20000),
-    ):
-        checks.append([*server.argv, "-t", "-q"])
+    checks = [
+        [*server.argv, "-t", "-q"]
+        for server in (
+            peers.origin(tmp_path / "origin", 8001, nofile=20000),
+            peers.nginx_proxy(tmp_path / "nginx", 8002, 8001, nofile=20000),
+        )
+    ]
     haproxy = peers.haproxy(tmp_path / "haproxy", 8003, 8001, nofile=20000)
     checks.append([haproxy.argv[0], "-c", "-q", "-f", str(haproxy.config)])
     for argv in checks:
@@ -262,7 +262,10 @@ def test_haproxy_maxconn_fits_the_open_files_limit() -> None:
 
 
 @pytest.fixture
-def proxies(bench_tools: None, tmp_path: Path) -> Iterator[dict[str, int]]:
+def proxies(
+    bench_tools: None,  # noqa: ARG001 - a fixture asked for its effect: the tools are installed
+    tmp_path: Path,
+) -> Iterator[dict[str, int]]:
     """The nginx origin with HAProxy and nginx in front of it: their ports by name."""
     ports: list[int] = []
     for _ in range(3):
@@ -360,7 +363,8 @@ def test_burst_client_tells_error_statuses_broken_responses_and_timeouts_apart()
     assert result["errors"] == {"connect": 0, "read": 1, "status": 1, "timeout": 1}
 
 
-def test_listen_backlog_is_read_from_the_kernel(bench_tools: None) -> None:
+@pytest.mark.usefixtures("bench_tools")
+def test_listen_backlog_is_read_from_the_kernel() -> None:
     """A socket listening with a backlog of 37 shows 37 (ss's Send-Q)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -369,9 +373,8 @@ def test_listen_backlog_is_read_from_the_kernel(bench_tools: None) -> None:
 
 
 @pytest.mark.slow
-def test_quick_run_measures_every_group_and_prints_ratios_and_targets(
-    bench_tools: None, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("bench_tools")
+def test_quick_run_measures_every_group_and_prints_ratios_and_targets(tmp_path: Path) -> None:
     """``python -m bench.harness --quick`` runs end to end and prints ratios and targets."""
     out = tmp_path / "bench.json"
     env = {**os.environ, "PATH": SEARCH_PATH}

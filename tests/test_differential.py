@@ -76,7 +76,8 @@ def check(case: WireCase, outcome: Outcome, farm: Farm, earlier: int = 0) -> Non
     if case.refused and statuses == case.expect:
         last = outcome.responses[-1]
         assert [v.lower() for v in last.header(b"connection")] == [b"close"], shown
-        assert last.complete and last.body.endswith(b"\n"), shown
+        assert last.complete, shown
+        assert last.body.endswith(b"\n"), shown
         assert last.body.count(b"\n") == 1, f"not a one-line answer: {shown}"
 
     # Bodies stream: a request whose body the front end refused part way may
@@ -97,10 +98,12 @@ def check(case: WireCase, outcome: Outcome, farm: Farm, earlier: int = 0) -> Non
     diff = differential(case)
     if diff.limit is not None:
         answered = sum(1 for s in statuses if 200 <= s < 300)
-        assert len(records) <= diff.limit and answered <= diff.limit, (
+        beyond = (
             f"llhttp refuses ({diff.judged.detail}) after {diff.limit} request(s), "
             f"feproxy forwarded {len(records)}: {shown}"
         )
+        assert len(records) <= diff.limit, beyond
+        assert answered <= diff.limit, beyond
     for number, method in got:
         if method in diff.unknown_methods:
             assert case.method(number) == method  # forwarded byte for byte
@@ -130,7 +133,8 @@ def test_the_table_is_large_unique_and_agrees_with_llhttp_on_paper() -> None:
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", i) for i in ids)
     for case in CASES:
-        assert case.rule and case.expect, case.id
+        assert case.rule, case.id
+        assert case.expect, case.id
         assert all(m for _, m in case.forwards), case.id
         limit = differential(case).limit
         assert limit is None or len(case.forwards) <= limit, case.id
@@ -160,13 +164,14 @@ def test_llhttp_verdict_counts_messages_and_names_errors() -> None:
     assert llhttp_verdict(upgrade)[0] is True
 
 
-def test_table(front_end: int, farm: Farm) -> None:
+@pytest.mark.usefixtures("farm")
+def test_table(front_end: int) -> None:
     """`pytest -s -k table` prints the whole table in fixed-width columns."""
     for case in CASES:
         if case.id not in ANSWERS:
             ANSWERS[case.id] = run_case(front_end, case)
     text = format_table(CASES, lambda c: ANSWERS[c.id].answer)
-    print("\n" + text)
+    print("\n" + text)  # noqa: T201 - the table is what this test shows (pytest -s)
     assert len(text.splitlines()) == len(CASES) + 2
 
 
@@ -180,7 +185,8 @@ def test_markdown_helper_prints_the_table(capsys: pytest.CaptureFixture[str]) ->
     assert len(lines) == 3
 
 
-def test_nothing_else_reached_the_back_end(front_end: int, farm: Farm) -> None:
+@pytest.mark.usefixtures("front_end")
+def test_nothing_else_reached_the_back_end(farm: Farm) -> None:
     """The back end received complete copies only of the requests the cases meant
     to forward (none late); refused bodies reached it, if at all, broken off."""
     by_tag = {c.tag: c for c in CASES}

@@ -563,7 +563,7 @@ async def test_injected_thread_pool_is_used_and_left_running(slapd: Slapd) -> No
             threads.append(threading.current_thread().name)
             return original(conn, value_filter)
 
-        client._search_user = recording  # type: ignore[method-assign]
+        client._search_user = recording  # type: ignore[method-assign]  # records the thread
         client.startService()
         assert client.running
         assert (await found(client.find_user("alice"))).login == "alice"

@@ -6,18 +6,20 @@ import base64
 import http.client
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from frontend.loadtest.slapd import Slapd
 from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 
 
-def directory_table(slapd: Any) -> dict[str, Any]:
+def directory_table(slapd: Slapd) -> dict[str, object]:
     s = slapd.settings()
     keys = (
         "url",
@@ -32,7 +34,7 @@ def directory_table(slapd: Any) -> dict[str, Any]:
     return {k: getattr(s, k) for k in keys}
 
 
-def fe_config(path: Path, port: int, farm: Farm, slapd: Any, **frontend: Any) -> Path:
+def fe_config(path: Path, port: int, farm: Farm, slapd: Slapd, **frontend: object) -> Path:
     data = {
         "frontend": {
             "name": "fe1.example.com",
@@ -55,13 +57,20 @@ def fe_config(path: Path, port: int, farm: Farm, slapd: Any, **frontend: Any) ->
     return write_config(path, data)
 
 
+@dataclass(frozen=True)
+class Stack:
+    """``feproxy serve`` in front of the farm and slapd, listening on ``port``."""
+
+    serve: ServeProcess
+    port: int
+
+
 @pytest.fixture(scope="module")
-def stack(farm: Farm, slapd: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def stack(farm: Farm, slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     config = fe_config(tmp_path_factory.mktemp("e2e") / "fe.toml", port, farm, slapd)
     with ServeProcess.start(config, ("127.0.0.1", port)) as serve:
-        serve.port = port  # type: ignore[attr-defined]
-        yield serve
+        yield Stack(serve, port)
 
 
 def get(
@@ -86,49 +95,58 @@ def get(
 
 
 def test_implicit_logon_reaches_users_mailbox_server_with_alias(
-    stack: Any, clean_farm: Farm
+    stack: Stack, clean_farm: Farm
 ) -> None:
     """alice on /exchange/ lands on ex1 as /exchange/alice/."""
-    status, headers, body = get(stack.port, "/exchange/", "alice", "alice-pw")
-    assert status == 200 and body == b"mailbox alice on ex1.example.com\n"
+    status, _, body = get(stack.port, "/exchange/", "alice", "alice-pw")
+    assert status == 200
+    assert body == b"mailbox alice on ex1.example.com\n"
     (record,) = clean_farm.requests("ex1.example.com")
-    assert record["uri"] == "/exchange/alice/" and record["host"] == "mail.example.com"
+    assert record["uri"] == "/exchange/alice/"
+    assert record["host"] == "mail.example.com"
 
 
-def test_explicit_logon_by_name_and_by_address(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_explicit_logon_by_name_and_by_address(stack: Stack) -> None:
     """/exchange/bob/ and /exchange/a.archer@example.com/ reach the right servers."""
     assert (
         get(stack.port, "/exchange/bob/", "alice", "alice-pw")[2]
         == b"mailbox bob on ex2.example.com\n"
     )
     status, headers, _ = get(stack.port, "/exchange/alice@corp.example.net/", "bob", "bob-pw")
-    assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex1.example.com"
 
 
-def test_logins_by_upn_and_domain_backslash_user(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_logins_by_upn_and_domain_backslash_user(stack: Stack) -> None:
     """A user can log in as alice@example.com or EXAMPLE\\alice."""
     assert get(stack.port, "/exchange/", "alice@example.com", "alice-pw")[0] == 200
     assert get(stack.port, "/exchange/", "EXAMPLE\\alice", "alice-pw")[0] == 200
 
 
-def test_non_ascii_user_reaches_his_mailbox(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_non_ascii_user_reaches_his_mailbox(stack: Stack) -> None:
     """jose (José Núñez) logs on implicitly."""
     status, _, body = get(stack.port, "/exchange/", "jose", "jose-pw")
-    assert status == 200 and body == b"mailbox jose on ex2.example.com\n"
+    assert status == 200
+    assert body == b"mailbox jose on ex2.example.com\n"
 
 
-def test_answers_401_403_404_with_one_line(stack: Any, clean_farm: Farm) -> None:
+def test_answers_401_403_404_with_one_line(stack: Stack, clean_farm: Farm) -> None:
     """Wrong password 401 with challenge; carol 403; dave and unknown mailbox 404."""
     status, headers, body = get(stack.port, "/exchange/", "alice", "nope")
-    assert status == 401 and headers["www-authenticate"] == 'Basic realm="example.com"'
+    assert status == 401
+    assert headers["www-authenticate"] == 'Basic realm="example.com"'
     assert get(stack.port, "/exchange/", "carol", "carol-pw")[0] == 403
     assert get(stack.port, "/exchange/", "dave", "dave-pw")[0] == 404
     status, _, body = get(stack.port, "/exchange/nobody/", "alice", "alice-pw")
-    assert status == 404 and body == b"404 No such mailbox.\n"
+    assert status == 404
+    assert body == b"404 No such mailbox.\n"
     assert clean_farm.requests() == []
 
 
-def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Farm) -> None:
+def test_hostile_login_and_mailbox_names_match_nobody(stack: Stack, clean_farm: Farm) -> None:
     """LDAP filter metacharacters in a login or a URL never match another entry."""
     assert get(stack.port, "/exchange/", "*", "alice-pw")[0] == 401
     assert get(stack.port, "/exchange/", "alice)(sAMAccountName=*", "alice-pw")[0] == 401
@@ -140,18 +158,21 @@ def test_hostile_login_and_mailbox_names_match_nobody(stack: Any, clean_farm: Fa
     assert clean_farm.requests() == []
 
 
-def test_default_public_tree_goes_to_users_public_store(stack: Any, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_default_public_tree_goes_to_users_public_store(stack: Stack) -> None:
     """/public/ goes to the public store of the user's mailbox store (bob: PF2 on ex2)."""
-    status, headers, body = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
-    assert status == 200 and headers["x-backend-server"] == "ex2.example.com"
+    status, headers, _ = get(stack.port, "/public/Announcements/", "bob", "bob-pw")
+    assert status == 200
+    assert headers["x-backend-server"] == "ex2.example.com"
 
 
-def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Farm) -> None:
+def test_general_tree_referral_is_followed_and_cached(stack: Stack, clean_farm: Farm) -> None:
     """Archive lives on ex3 only: whoever hashes elsewhere is referred there invisibly,
     and the next request goes straight to ex3."""
     for user in ("alice", "bob", "jose"):
         status, headers, body = get(stack.port, "/apps/Archive/", user, f"{user}-pw")
-        assert status == 200 and headers["x-backend-server"] == "ex3.example.com"
+        assert status == 200
+        assert headers["x-backend-server"] == "ex3.example.com"
         assert body == b"Archive of 2003: minutes and reports.\n"
     referred = [r for r in clean_farm.requests() if r["server"] != "ex3.example.com"]
     assert len(referred) <= 1  # only the first request could be referred
@@ -160,18 +181,19 @@ def test_general_tree_referral_is_followed_and_cached(stack: Any, clean_farm: Fa
     assert [r["server"] for r in clean_farm.requests()] == ["ex3.example.com"]
 
 
-def test_unreachable_replica_moves_its_users_to_the_next(stack: Any, clean_farm: Farm) -> None:
+def test_unreachable_replica_moves_its_users_to_the_next(stack: Stack, clean_farm: Farm) -> None:
     """With a user's replica refusing, the user is served by another replica."""
     get(stack.port, "/apps/Projects/", "alice", "alice-pw")
     (first,) = clean_farm.requests()
     clean_farm.set_fault(first["server"], "refuse")
     clean_farm.clear()
     status, headers, _ = get(stack.port, "/apps/Projects/", "alice", "alice-pw")
-    assert status == 200 and headers["x-backend-server"] != first["server"]
+    assert status == 200
+    assert headers["x-backend-server"] != first["server"]
 
 
 def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
-    farm: Farm, slapd: Any, tmp_path: Path
+    farm: Farm, slapd: Slapd, tmp_path: Path
 ) -> None:
     """kill -HUP with a broken file keeps the old configuration; a good one takes
     effect; SIGTERM then exits 0."""
@@ -198,7 +220,7 @@ def test_sighup_reload_keeps_serving_and_refuses_a_bad_file(
 
 
 def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
-    farm: Farm, slapd_factory: Any, tmp_path: Path
+    farm: Farm, slapd_factory: Callable[..., Slapd], tmp_path: Path
 ) -> None:
     """With slapd stopped, a cached user keeps working and an uncached one gets 503;
     once slapd is back the front end reconnects by itself."""
@@ -210,7 +232,8 @@ def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
         directory.stop()
         assert get(port, "/exchange/", "alice", "alice-pw")[0] == 200
         status, _, body = get(port, "/exchange/", "bob", "bob-pw")
-        assert status == 503 and body == b"503 The directory is unavailable; try again later.\n"
+        assert status == 503
+        assert body == b"503 The directory is unavailable; try again later.\n"
         directory.start()
         assert get(port, "/exchange/", "bob", "bob-pw")[0] == 200
         assert "directory" in serve.errors()
@@ -218,7 +241,7 @@ def test_directory_outage_serves_cached_users_503_for_others_then_recovers(
 
 @pytest.mark.parametrize("fault", ["drop", "garbage", "hang", "cut", "delay"])
 def test_post_reaches_at_most_one_back_end_whatever_fails(
-    stack: Any, clean_farm: Farm, fault: str
+    stack: Stack, clean_farm: Farm, fault: str
 ) -> None:
     """Whatever the user's replica does after receiving a POST, no other replica
     ever gets it; the client gets an error it can see."""
@@ -228,7 +251,7 @@ def test_post_reaches_at_most_one_back_end_whatever_fails(
     clean_farm.set_fault(server, fault, **params)
     clean_farm.clear()
     try:
-        status, _, body = get(
+        status, _, _ = get(
             stack.port, "/apps/Projects/new.eml", "bob", "bob-pw", method="POST", body=b"x" * 100
         )
     except http.client.IncompleteRead:
@@ -238,7 +261,7 @@ def test_post_reaches_at_most_one_back_end_whatever_fails(
     assert status in (-1, 502, 504)
 
 
-def test_refused_post_goes_to_the_next_replica_once(stack: Any, clean_farm: Farm) -> None:
+def test_refused_post_goes_to_the_next_replica_once(stack: Stack, clean_farm: Farm) -> None:
     """A refused connection carried nothing, so the POST goes to the next replica, once."""
     _, headers, _ = get(stack.port, "/apps/Projects/", "jose", "jose-pw")
     server = headers["x-backend-server"]
@@ -247,6 +270,7 @@ def test_refused_post_goes_to_the_next_replica_once(stack: Any, clean_farm: Farm
     status, headers, _ = get(
         stack.port, "/apps/Projects/new.eml", "jose", "jose-pw", method="POST", body=b"x" * 100
     )
-    assert status == 200 and headers["x-backend-server"] != server
+    assert status == 200
+    assert headers["x-backend-server"] != server
     posts = [r for r in clean_farm.requests() if r["method"] == "POST"]
     assert len(posts) == 1

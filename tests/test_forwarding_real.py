@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests.support.configs import farm_hosts, write_config
 from tests.support.farm import Farm, free_port
@@ -104,13 +105,15 @@ def test_request_reaches_back_end_with_host_and_front_end_headers(
             "Authorization": "Basic dTpw",
         },
     )
-    assert status == 200 and headers["x-backend-server"] == "ex1.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex1.example.com"
     (record,) = clean_farm.requests("ex1.example.com")
     assert record["host"] == "WebMail.Example.COM:8443"
     assert record["uri"] == "/exchweb/echo?a=%2F"
     assert header(record, "X-Forwarded-For") == ["127.0.0.1"]
     assert header(record, "X-Front-End-Server") == [FE_NAME]
-    assert header(record, "Front-End-Https") == [] and header(record, "X-Secret") == []
+    assert header(record, "Front-End-Https") == []
+    assert header(record, "X-Secret") == []
     assert header(record, "Authorization") == ["Basic dTpw"]
 
 
@@ -140,7 +143,8 @@ def test_webdav_method_and_body_are_forwarded(fe: FrontEndProcess, clean_farm: F
     )
     assert status == 200
     (record,) = clean_farm.requests("ex1.example.com")
-    assert record["method"] == "PROPFIND" and header(record, "Depth") == ["1"]
+    assert record["method"] == "PROPFIND"
+    assert header(record, "Depth") == ["1"]
     assert record["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
@@ -160,10 +164,12 @@ def test_refused_back_end_is_502_and_static_list_fails_over(
     """A refused connection is a one-line 502; a static list tries its next server."""
     clean_farm.set_fault("ex1.example.com", "refuse")
     status, _, body = fe.get("/exchweb/echo")
-    assert status == 502 and body == b"502 The back-end server refused the connection.\n"
+    assert status == 502
+    assert body == b"502 The back-end server refused the connection.\n"
     clean_farm.set_fault("ex3.example.com", "refuse")
     status, headers, _ = fe.get("/exchweb/failover/echo")
-    assert status == 200 and headers["x-backend-server"] == "ex4.example.com"
+    assert status == 200
+    assert headers["x-backend-server"] == "ex4.example.com"
 
 
 def test_response_timeout_is_504(fe: FrontEndProcess, clean_farm: Farm) -> None:
@@ -171,7 +177,8 @@ def test_response_timeout_is_504(fe: FrontEndProcess, clean_farm: Farm) -> None:
     clean_farm.set_fault("ex1.example.com", "delay", seconds=5)
     started = time.monotonic()
     status, _, body = fe.get("/exchweb/echo")
-    assert status == 504 and body == b"504 The back-end server did not answer in time.\n"
+    assert status == 504
+    assert body == b"504 The back-end server did not answer in time.\n"
     assert time.monotonic() - started < 4
 
 
@@ -181,7 +188,8 @@ def test_cut_response_is_visibly_truncated(fe: FrontEndProcess, clean_farm: Farm
     c = fe.conn()
     c.request("GET", "/exchweb/bytes/100000")
     r = c.getresponse()
-    assert r.status == 200 and r.getheader("content-length") == "100000"
+    assert r.status == 200
+    assert r.getheader("content-length") == "100000"
     with pytest.raises(http.client.IncompleteRead):
         r.read()
     c.close()
@@ -207,8 +215,9 @@ def test_client_going_away_aborts_the_back_end_request(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("clean_farm")
 def test_streaming_200_mib_to_a_slow_client_keeps_front_end_memory_flat(
-    fe: FrontEndProcess, clean_farm: Farm
+    fe: FrontEndProcess,
 ) -> None:
     """200 MiB through the front end to a client that stalls for a while grows
     the front end's peak RSS by less than 50 MiB: the back end is paused."""
@@ -257,7 +266,8 @@ def test_malformed_request_is_400_and_never_reaches_a_back_end(
     assert clean_farm.requests() == []
 
 
-def test_access_log_has_one_line_per_request(fe: FrontEndProcess, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_access_log_has_one_line_per_request(fe: FrontEndProcess) -> None:
     """Each request is logged with client, method, path, back end, status and bytes."""
     fe.get("/exchweb/echo?log=1")
     deadline = time.monotonic() + 5
@@ -270,7 +280,8 @@ def test_access_log_has_one_line_per_request(fe: FrontEndProcess, clean_farm: Fa
     assert line.startswith('127.0.0.1 - "GET /exchweb/echo?log=1" ex1.example.com 200 ')
 
 
-def test_sigterm_stops_serve_with_exit_status_0(farm: Farm, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("farm")
+def test_sigterm_stops_serve_with_exit_status_0(tmp_path: Path) -> None:
     """`feproxy serve` exits 0 on SIGTERM."""
     port = free_port()
     config = write_config(
@@ -301,11 +312,12 @@ def _tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
 
 
 def _peer_name(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with _tls_context().wrap_socket(raw) as s:
-            der = s.getpeercert(binary_form=True)
-    from cryptography import x509
-
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _tls_context().wrap_socket(raw) as s,
+    ):
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
@@ -317,9 +329,11 @@ def test_tls_below_1_2_is_refused(fe: FrontEndProcess) -> None:
             old = _tls_context(ssl.TLSVersion.TLSv1_1)
         with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):  # the server's alert
             old.wrap_socket(raw)
-    with socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw:
-        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as s:
-            assert s.version() == "TLSv1.2"
+    with (
+        socket.create_connection(("127.0.0.1", fe.tls_port), timeout=10) as raw,
+        _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as s,
+    ):
+        assert s.version() == "TLSv1.2"
 
 
 def test_certificate_is_reloaded_on_sighup_without_closing_the_listener(
@@ -368,7 +382,8 @@ def test_back_end_hanging_after_headers_gives_a_visibly_truncated_body(
     started = time.monotonic()
     c.request("GET", "/exchweb/bytes/5000")
     r = c.getresponse()
-    assert r.status == 200 and r.getheader("content-length") == "5000"
+    assert r.status == 200
+    assert r.getheader("content-length") == "5000"
     with pytest.raises(http.client.IncompleteRead):
         r.read()
     c.close()
@@ -401,9 +416,8 @@ def test_back_end_closing_its_keep_alive_connections_breaks_no_request(
     assert fe.get("/exchweb/echo", "POST", b"payload")[0] == 200
 
 
-def test_head_answer_keeps_the_back_ends_content_length(
-    fe: FrontEndProcess, clean_farm: Farm
-) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_head_answer_keeps_the_back_ends_content_length(fe: FrontEndProcess) -> None:
     """HEAD is answered with the length the body would have, and no body."""
     conn = fe.conn()
     conn.request("HEAD", "/exchweb/bytes/12345", headers={"Host": "mail.example.com"})

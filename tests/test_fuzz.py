@@ -17,10 +17,16 @@ from frontend.config import VirtualDirectory, parse_config
 from frontend.directory.credentials import parse_basic
 from frontend.directory.lookups import Lookups
 from frontend.errors import AuthenticationRequired, BadRequest, NotFound, ProxyError
-from frontend.routing.decisions import mailbox_logon, parse_replica_servers, parse_target
+from frontend.routing.decisions import (
+    Target,
+    mailbox_logon,
+    match_vdir,
+    parse_replica_servers,
+    parse_target,
+)
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import ClientRequest, Router
-from frontend.wire.headers import connection_tokens
+from frontend.wire.persistence import connection_tokens
 from tests.fakes import MAILBOX_CONFIG, fake_directory
 
 FUZZ = settings(
@@ -90,7 +96,8 @@ def test_mailbox_logon_names_exactly_the_mailbox_in_the_path(name: str, rest: li
         logon = mailbox_logon(EXCHANGE, (name, *rest))
     except BadRequest:
         return
-    assert logon.address is not None and logon.address.count("@") == 1
+    assert logon.address is not None
+    assert logon.address.count("@") == 1
     expected = name if "@" in name else f"{name}@example.com"
     assert logon.address == expected
 
@@ -110,7 +117,8 @@ def test_basic_credentials_parse_or_are_refused_cleanly(header: bytes) -> None:
         login, password = parse_basic(header)
     except (AuthenticationRequired, BadRequest):
         return
-    assert isinstance(login, str) and isinstance(password, str)
+    assert isinstance(login, str)
+    assert isinstance(password, str)
 
 
 @FUZZ
@@ -144,7 +152,8 @@ def test_user_name_with_control_characters_is_400(before: str, control: str) -> 
 def test_referral_lists_hold_only_host_names(values: list[bytes]) -> None:
     """Whatever a back end puts in X-Replica-Servers, only host-name-like entries survive."""
     for name in parse_replica_servers(values):
-        assert name and all(c.isalnum() or c in "-._" for c in name)
+        assert name
+        assert all(c.isalnum() or c in "-._" for c in name)
 
 
 @FUZZ
@@ -207,7 +216,8 @@ def test_mailbox_urls_route_only_to_the_server_of_the_mailbox_they_name(
     defer.ensureDeferred(_router().route(request)).addBoth(result.append)
     (outcome,) = result
     if isinstance(outcome, Failure):
-        assert isinstance(outcome.value, ProxyError) and outcome.value.status < 500
+        assert isinstance(outcome.value, ProxyError)
+        assert outcome.value.status < 500
         if not isinstance(outcome.value, NotFound | BadRequest):
             assert outcome.value.status == 403  # carol: HTTP disabled
         return
@@ -225,7 +235,7 @@ _VDIRS = [
 ]
 
 
-def _longest_match(target: Any) -> Any:
+def _longest_match(target: Target) -> tuple[VirtualDirectory, tuple[str, ...]] | None:
     """The vdir rule stated plainly: longest whole-segment prefix, case-insensitive."""
     lowered = tuple(s.lower() for s in target.segments)
     found = [v for v in _VDIRS if lowered[: len(v.segments)] == v.segments]
@@ -244,8 +254,6 @@ def _longest_match(target: Any) -> Any:
     )
 )
 def test_vdir_match_is_the_longest_whole_segment_prefix(segments: list[str]) -> None:
-    from frontend.routing.decisions import match_vdir
-
     raw = ("/" + "/".join(segments)).encode()
     try:
         target = parse_target(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -164,10 +165,12 @@ def test_body_over_the_limit_is_413_declared_or_chunked(
         + chunk * 3
         + b"0\r\n\r\n",
     )
-    assert declared.startswith(b"HTTP/1.1 413") and chunked.startswith(b"HTTP/1.1 413")
+    assert declared.startswith(b"HTTP/1.1 413")
+    assert chunked.startswith(b"HTTP/1.1 413")
     assert declared.endswith(b"413 The request body is too large.\n")
     records = clean_farm.requests()
-    assert len(records) <= 1 and not any(r["body_complete"] for r in records)
+    assert len(records) <= 1
+    assert not any(r["body_complete"] for r in records)
 
 
 def test_slow_headers_are_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) -> None:
@@ -183,12 +186,10 @@ def test_slow_headers_are_cut_with_408(fe: FrontEndProcess, clean_farm: Farm) ->
             except OSError:
                 break
             time.sleep(0.1)
-            s.setblocking(False)
-            try:
+            s.setblocking(False)  # noqa: FBT003 - socket.setblocking takes it positionally
+            with contextlib.suppress(BlockingIOError):
                 answer += s.recv(4096)
-            except BlockingIOError:
-                pass
-            s.setblocking(True)
+            s.setblocking(True)  # noqa: FBT003 - socket.setblocking takes it positionally
             if answer:
                 break
     assert answer.startswith(b"HTTP/1.1 408"), answer
@@ -218,7 +219,8 @@ def test_idle_keep_alive_connection_is_closed(fe: FrontEndProcess) -> None:
         assert 0.5 < time.monotonic() - started < 3
 
 
-def test_hundreds_of_slow_clients_do_not_stop_others(fe: FrontEndProcess, clean_farm: Farm) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_hundreds_of_slow_clients_do_not_stop_others(fe: FrontEndProcess) -> None:
     """While 300 connections dribble headers, a normal client is served promptly."""
     slow = []
     for _ in range(300):
@@ -248,7 +250,7 @@ def test_connections_over_the_limit_get_503(farm: Farm, tmp_path: Path) -> None:
         held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
         time.sleep(0.2)
         for s in held:  # all five were accepted and are still open
-            s.setblocking(False)
+            s.setblocking(False)  # noqa: FBT003 - socket.setblocking takes it positionally
             with pytest.raises(BlockingIOError):
                 s.recv(1)
         answer = exchange(port, b"GET /exchweb/echo HTTP/1.1\r\n" + H + b"\r\n")
@@ -262,15 +264,13 @@ def test_connections_over_the_limit_get_503(farm: Farm, tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 200")
 
 
-def test_requests_keep_flowing_on_other_connections_during_an_attack(
-    fe: FrontEndProcess, clean_farm: Farm
-) -> None:
+@pytest.mark.usefixtures("clean_farm")
+def test_requests_keep_flowing_on_other_connections_during_an_attack(fe: FrontEndProcess) -> None:
     """Malformed requests on some connections never disturb requests on others."""
     errors: list[bytes] = []
 
     def attack() -> None:
-        for _ in range(30):
-            errors.append(exchange(fe.port, b"GET / HTTP/1.1\nHost: x\n\n"))
+        errors.extend(exchange(fe.port, b"GET / HTTP/1.1\nHost: x\n\n") for _ in range(30))
 
     t = threading.Thread(target=attack)
     t.start()

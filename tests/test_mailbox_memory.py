@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
-from typing import Any
 
 from twisted.internet import error as ierror
 
@@ -30,7 +29,7 @@ def basic(login: str, password: str) -> dict[str, str]:
 def mailbox_fe(
     directory: FakeDirectory | None = None,
     backends: FakeBackends | None = None,
-    **frontend: Any,
+    **frontend: object,
 ) -> tuple[FrontEnd, FakeDirectory]:
     directory = directory or fake_directory()
     data = {**MAILBOX_CONFIG, "frontend": {**MAILBOX_CONFIG["frontend"], **frontend}}
@@ -78,7 +77,8 @@ def test_unknown_mailbox_is_404_user_without_mailbox_is_404() -> None:
     r1, b1 = fe.request("GET", "http://fe/exchange/nobody/", headers=basic("alice", "alice-pw"))
     r2, b2 = fe.request("GET", "http://fe/exchange/", headers=basic("dave", "dave-pw"))
     assert (r1.code, r2.code) == (404, 404)
-    assert b1 == b"404 No such mailbox.\n" and b"cn=" not in b2
+    assert b1 == b"404 No such mailbox.\n"
+    assert b"cn=" not in b2
     assert fe.backends.sent == []
 
 
@@ -122,7 +122,8 @@ def test_successful_credentials_are_cached_and_wrong_ones_never_match() -> None:
     fe.request("GET", "http://fe/exchange/", headers=basic("alice", "alice-pw"))
     n = len(directory.calls)
     response, _ = fe.request("GET", "http://fe/exchange/", headers=basic("alice", "alice-pw"))
-    assert response.code == 200 and len(directory.calls) == n
+    assert response.code == 200
+    assert len(directory.calls) == n
     response, _ = fe.request("GET", "http://fe/exchange/", headers=basic("alice", "other"))
     assert response.code == 401
     assert directory.calls[-1][0] == "check_password"
@@ -135,7 +136,8 @@ def test_password_is_not_kept_in_the_clear() -> None:
     auth = fe.runtime.auth
     assert auth is not None
     stored = list(auth._verified.values())
-    assert stored and all(b"alice-pw" not in v for v in stored)
+    assert stored
+    assert all(b"alice-pw" not in v for v in stored)
 
 
 def test_lookups_expire_after_ttl_on_the_injected_clock() -> None:
@@ -160,14 +162,15 @@ def test_directory_down_gives_503_unless_cached() -> None:
     ok, _ = fe.request("GET", "http://fe/exchange/", headers=basic("alice", "alice-pw"))
     down, body = fe.request("GET", "http://fe/exchange/", headers=basic("bob", "bob-pw"))
     assert ok.code == 200
-    assert down.code == 503 and body == b"503 The directory is unavailable; try again later.\n"
+    assert down.code == 503
+    assert body == b"503 The directory is unavailable; try again later.\n"
 
 
 def test_refused_mailbox_server_triggers_one_fresh_lookup_and_follows_a_move() -> None:
     """ex2 refuses; the directory now says bob lives on MB1 (ex1): the request goes there."""
     directory = fake_directory()
 
-    def answer(s: Sent) -> Any:
+    def answer(s: Sent) -> FakeResponse | BaseException:
         if s.server == "ex2.example.com":
             return ierror.ConnectionRefusedError()
         return FakeResponse(body=b"moved")
@@ -186,7 +189,7 @@ def test_refused_mailbox_server_triggers_one_fresh_lookup_and_follows_a_move() -
 
 def test_refused_mailbox_server_that_did_not_move_is_502_and_not_marked() -> None:
     """A user's one mailbox server is never marked: the next request tries it again."""
-    fe, directory = mailbox_fe(backends=FakeBackends(lambda s: ierror.ConnectionRefusedError()))
+    fe, directory = mailbox_fe(backends=FakeBackends(lambda _: ierror.ConnectionRefusedError()))
     r1, _ = fe.request("GET", "http://fe/exchange/bob/", headers=basic("alice", "alice-pw"))
     r2, _ = fe.request("GET", "http://fe/exchange/bob/", headers=basic("alice", "alice-pw"))
     assert (r1.code, r2.code) == (502, 502)
@@ -200,12 +203,15 @@ def test_without_authentication_only_explicit_logon_routes() -> None:
     fe, _ = mailbox_fe(authenticate=False)
     r1, _ = fe.request("GET", "http://fe/exchange/bob/")
     r2, body = fe.request("GET", "http://fe/exchange/")
-    assert r1.code == 200 and fe.backends.sent[0].server == "ex2.example.com"
-    assert r2.code == 404 and b"/exchange/<name>/" in body
+    assert r1.code == 200
+    assert fe.backends.sent[0].server == "ex2.example.com"
+    assert r2.code == 404
+    assert b"/exchange/<name>/" in body
 
 
 def test_static_vdir_needs_no_credentials() -> None:
     """Static content (/exchweb) is served without authentication, as Exchange does."""
     fe, directory = mailbox_fe()
     response, _ = fe.request("GET", "http://fe/exchweb/img/logo.gif")
-    assert response.code == 200 and directory.calls == []
+    assert response.code == 200
+    assert directory.calls == []

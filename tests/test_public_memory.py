@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
+from twisted.internet import defer
 from twisted.internet import error as ierror
 from twisted.web.http_headers import Headers
 
 from frontend.config import parse_config
 from frontend.errors import GatewayTimeout
 from frontend.routing.hashing import POLICIES
+from frontend.wire.interfaces import Exchange, OutgoingRequest
 from tests.fakes import (
     APPS,
     MAILBOX_CONFIG,
+    Answer,
     FakeBackends,
     FakeDirectory,
     FakeResponse,
@@ -22,13 +24,14 @@ from tests.fakes import (
     Sent,
     fake_directory,
     front_end,
+    header_pairs,
 )
 from tests.test_mailbox_memory import basic
 
 HOLDERS = {"/apps/projects": set(APPS), "/apps/archive": {"ex3.example.com"}}
 
 
-def farm_like(s: Sent) -> Any:
+def farm_like(s: Sent) -> FakeResponse | BaseException:
     """A back end that holds what HOLDERS says and refers everything else."""
     path = s.target.split(b"?")[0].decode().lower()
     for folder, holders in HOLDERS.items():
@@ -37,7 +40,7 @@ def farm_like(s: Sent) -> Any:
                 return FakeResponse(body=f"{folder} from {s.server}".encode())
             h = Headers({b"X-Replica-Servers": [", ".join(sorted(holders)).encode()]})
             return FakeResponse(
-                code=421, phrase=b"Misdirected Request", headers=h, body=b"referral"
+                code=421, phrase=b"Misdirected Request", headers=header_pairs(h), body=b"referral"
             )
     return FakeResponse(body=f"from {s.server}".encode())
 
@@ -55,7 +58,7 @@ def user(n: int) -> FakeUser:
 
 
 def public_fe(
-    answer: Any = farm_like, users: int = 0, **frontend: Any
+    answer: Answer = farm_like, users: int = 0, **frontend: object
 ) -> tuple[FrontEnd, FakeDirectory]:
     directory = fake_directory()
     for n in range(users):
@@ -90,7 +93,8 @@ def test_default_tree_falls_back_to_another_replica_when_home_is_marked() -> Non
     response, _ = fe.request(
         "GET", "http://fe/public/Announcements/", headers=basic("alice", "alice-pw")
     )
-    assert response.code == 200 and servers_of(fe) == ["ex2.example.com"]
+    assert response.code == 200
+    assert servers_of(fe) == ["ex2.example.com"]
 
 
 def test_general_tree_user_lands_on_hash_choice_every_time() -> None:
@@ -125,7 +129,8 @@ def test_referral_is_followed_with_the_body_and_never_shown() -> None:
     assert (response.code, body) == (200, b"/apps/archive from ex3.example.com")
     first, second = fe.backends.sent
     assert (first.server, second.server) == ("ex2.example.com", "ex3.example.com")
-    assert second.body == b"note body" and second.method == b"PUT"
+    assert second.body == b"note body"
+    assert second.method == b"PUT"
     assert second.target == b"/apps/Archive/note.eml"
 
 
@@ -182,9 +187,9 @@ def test_referral_list_is_cached_for_the_folder_and_below() -> None:
 def test_referral_back_to_a_tried_server_is_502() -> None:
     """A referral naming only servers already tried ends in 502 with a clear reason."""
 
-    def loop(s: Sent) -> Any:
+    def loop(s: Sent) -> FakeResponse | BaseException:
         h = Headers({b"X-Replica-Servers": [s.server.encode()]})
-        return FakeResponse(code=421, headers=h)
+        return FakeResponse(code=421, headers=header_pairs(h))
 
     fe, _ = public_fe(loop, users=1)
     response, body = fe.request("GET", "http://fe/apps/Projects/", headers=basic("u0", "pw"))
@@ -197,9 +202,10 @@ def test_third_referral_in_a_row_is_502() -> None:
     """Servers that keep referring onwards are given up after two referrals."""
     order = ["ex2.example.com", "ex3.example.com", "ex4.example.com", "ex1.example.com"]
 
-    def onwards(s: Sent) -> Any:
+    def onwards(s: Sent) -> FakeResponse | BaseException:
         nxt = order[(order.index(s.server) + 1) % len(order)]
-        return FakeResponse(code=421, headers=Headers({b"X-Replica-Servers": [nxt.encode()]}))
+        h = Headers({b"X-Replica-Servers": [nxt.encode()]})
+        return FakeResponse(code=421, headers=header_pairs(h))
 
     n = first_user_on("ex2.example.com")
     fe, _ = public_fe(onwards, users=n + 1)
@@ -213,14 +219,15 @@ def test_unreachable_replica_is_marked_and_user_moves_to_next_in_hash_order() ->
     their next server; after the mark expires it is tried again."""
     down = {"ex3.example.com"}
 
-    def answer(s: Sent) -> Any:
+    def answer(s: Sent) -> FakeResponse | BaseException:
         return ierror.ConnectionRefusedError() if s.server in down else farm_like(s)
 
     n = first_user_on("ex3.example.com")
     fe, _ = public_fe(answer, users=n + 1)
     order = POLICIES["rendezvous"].order(user(n).token, APPS)
     response, _ = fe.request("GET", "http://fe/apps/Projects/", headers=basic(f"u{n}", "pw"))
-    assert response.code == 200 and servers_of(fe) == [order[0], order[1]]
+    assert response.code == 200
+    assert servers_of(fe) == [order[0], order[1]]
     assert "ex3.example.com" in fe.marks
     fe.backends.sent.clear()
     fe.request("GET", "http://fe/apps/Projects/", headers=basic(f"u{n}", "pw"))
@@ -234,7 +241,7 @@ def test_unreachable_replica_is_marked_and_user_moves_to_next_in_hash_order() ->
 
 def test_no_replica_left_is_503() -> None:
     """Every replica refusing -> 503, each marked."""
-    fe, _ = public_fe(lambda s: ierror.ConnectionRefusedError(), users=1)
+    fe, _ = public_fe(lambda _: ierror.ConnectionRefusedError(), users=1)
     response, body = fe.request("GET", "http://fe/apps/Projects/", headers=basic("u0", "pw"))
     assert response.code == 503
     assert body == b"503 No back-end server is available for this request.\n"
@@ -243,11 +250,12 @@ def test_no_replica_left_is_503() -> None:
 
 def test_post_that_may_have_been_processed_is_never_replayed() -> None:
     """A response timeout after sending a POST is a 504 and no other replica gets it."""
-    fe, _ = public_fe(lambda s: GatewayTimeout(), users=1)
+    fe, _ = public_fe(lambda _: GatewayTimeout(), users=1)
     response, _ = fe.request(
         "POST", "http://fe/apps/Projects/", data=b"x", headers=basic("u0", "pw")
     )
-    assert response.code == 504 and len(fe.backends.sent) == 1
+    assert response.code == 504
+    assert len(fe.backends.sent) == 1
     assert fe.marks.snapshot() == {}
 
 
@@ -285,13 +293,11 @@ def test_user_without_token_is_hashed_by_login() -> None:
 def test_client_leaving_during_connect_marks_no_server() -> None:
     """A connect abandoned because the client went away says nothing about the
     back end: it is not marked unavailable."""
-    from twisted.internet import defer
-
-    pending: list[defer.Deferred[Any]] = []
+    pending: list[defer.Deferred[Exchange]] = []
 
     class Hanging(FakeBackends):
-        def send(self, *args: Any) -> defer.Deferred[Any]:
-            d: defer.Deferred[Any] = defer.Deferred(
+        def send(self, _server: str, _request: OutgoingRequest) -> defer.Deferred[Exchange]:
+            d: defer.Deferred[Exchange] = defer.Deferred(
                 lambda d: d.errback(ierror.ConnectingCancelledError(None))
             )
             pending.append(d)
@@ -301,10 +307,11 @@ def test_client_leaving_during_connect_marks_no_server() -> None:
     u = user(0)
     directory.users[u.login] = u
     fe = front_end(Hanging(), parse_config(MAILBOX_CONFIG), directory)
-    d = fe.treq.get("http://fe/apps/Projects/", headers=basic("u0", "pw"))
+    auth = Headers({k: [v] for k, v in basic("u0", "pw").items()})
+    d = fe.treq.get("http://fe/apps/Projects/", headers=auth)
     fe.treq.flush()
     assert len(pending) == 1
-    d.addErrback(lambda f: None)
+    d.addErrback(lambda _: None)
     d.cancel()
     fe.treq.flush()
     assert pending[0].called

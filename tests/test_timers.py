@@ -14,7 +14,8 @@ def test_action_runs_when_due_and_not_before() -> None:
     clock.advance(4.9)
     assert fired == []
     clock.advance(0.1)
-    assert fired == [5.0] and not d.pending
+    assert fired == [5.0]
+    assert not d.pending
 
 
 def test_moving_later_keeps_one_timer_and_fires_at_the_new_time() -> None:
@@ -25,7 +26,8 @@ def test_moving_later_keeps_one_timer_and_fires_at_the_new_time() -> None:
     d.set(5, lambda: fired.append("b"))  # now due at 8
     assert len(clock.getDelayedCalls()) == 1
     clock.advance(2)  # the timer fires at 5 and re-arms for 3 more
-    assert fired == [] and len(clock.getDelayedCalls()) == 1
+    assert fired == []
+    assert len(clock.getDelayedCalls()) == 1
     clock.advance(3)
     assert fired == ["b"]
 
@@ -45,7 +47,8 @@ def test_cleared_deadline_never_fires_and_stop_cancels_the_timer() -> None:
     d.set(1, lambda: fired.append("x"))
     d.clear()
     clock.advance(2)
-    assert fired == [] and clock.getDelayedCalls() == []
+    assert fired == []
+    assert clock.getDelayedCalls() == []
     d.set(1, lambda: fired.append("y"))
     d.stop()
     assert clock.getDelayedCalls() == []

@@ -117,6 +117,7 @@ def test_write_blocked_too_long_fails_with_gateway_timeout() -> None:
     source = Source(100, [b"x" * 10], ends=False)
     out = net.send(b"PUT", body=source)
     peer = net.accept()
+    assert peer.producer is not None
     peer.producer.pauseProducing()
     net.advance(4.99)
     assert not out.fired
@@ -139,6 +140,7 @@ def test_write_unblocked_in_time_clears_the_deadline() -> None:
     source = Source(4, [b"ab"], ends=False)
     out = net.send(b"PUT", body=source)
     peer = net.accept()
+    assert peer.producer is not None
     peer.producer.pauseProducing()
     net.advance(4.0)
     peer.producer.resumeProducing()

@@ -130,7 +130,8 @@ def test_chunked_body_is_dechunked_across_every_split() -> None:
             peer.send(CHUNKED[cut:])
         assert ex.length is None
         assert ex.header(b"x-trailer") == []
-        assert sink.result == (True, "") and sink.body == b"hello 0123456789", cut
+        assert sink.result == (True, ""), cut
+        assert sink.body == b"hello 0123456789", cut
         assert net.up.idle_count("b1") == 1
     assert net.up.connections_made == 1
 
@@ -309,7 +310,8 @@ def test_refused_response_fails_with_backend_failed(answer: bytes) -> None:
     peer = net.accept()
     peer.send(answer)
     error = out.error()
-    assert isinstance(error, BackendFailed) and error.status == 502, error
+    assert isinstance(error, BackendFailed), error
+    assert error.status == 502, error
     assert error.detail.startswith("b1: ")
     assert peer.aborted
     assert net.up.idle_count("b1") == 0

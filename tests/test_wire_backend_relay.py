@@ -29,7 +29,7 @@ class Client:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def read_body(self, request: IncomingRequest, sink: BodySink) -> None:
+    def read_body(self, _request: IncomingRequest, _sink: BodySink) -> None:
         raise AssertionError("the relay never reads the request body")
 
     def pause_body(self) -> None:
@@ -48,7 +48,9 @@ class Client:
     def stop_streaming(self) -> None:
         self.producer = None
 
-    def request_done(self, request: IncomingRequest, *, keep_alive: bool, abort: bool) -> None:
+    def request_done(
+        self, _request: IncomingRequest, *, keep_alive: bool, abort: bool
+    ) -> None:
         self.done.append((keep_alive, abort))
 
 
@@ -62,7 +64,17 @@ class Relayed:
         self.backend.send(answer)
         self.exchange = out.exchange()
         self.client = Client()
-        head = RequestHead(b"GET", b"/", b"HTTP/1.1", [], 0, True, False, [], [])
+        head = RequestHead(
+            method=b"GET",
+            target=b"/",
+            version=b"HTTP/1.1",
+            headers=[],
+            length=0,
+            keep_alive=True,
+            expect_continue=False,
+            end_to_end=[],
+            authorization=[],
+        )
         self.request = IncomingRequest(self.client, head)
         self.request.respond(self.exchange.code, self.exchange.phrase, [], length)
         self.reports: list[tuple[int, bool]] = []

@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
@@ -99,7 +100,7 @@ class Backend(Factory):
         self.small_window = False
         self.holding: list[BackendConnection] = []
 
-    def buildProtocol(self, addr: Any) -> BackendConnection:
+    def buildProtocol(self, _addr: IAddress | None) -> BackendConnection:
         return BackendConnection(self)
 
 
@@ -276,7 +277,7 @@ async def test_large_request_body_is_streamed_with_flow_control(env: Env) -> Non
     assert ex.code == 200
     assert ex.body_sent
     assert source.resumes >= 1
-    count, length, digest = sink.body.split(b" ")
+    _, length, digest = sink.body.split(b" ")
     assert int(length) == 10 * MiB
     assert digest == source.digest.hexdigest().encode()
     assert up.idle_count("b1") == 1
@@ -288,7 +289,7 @@ async def test_large_response_is_read_with_pause_and_resume(env: Env) -> None:
     while paused, all of it arrives, and the connection is pooled."""
     size = 16 * MiB
 
-    def big(count: int, length: int, digest: bytes) -> bytes:
+    def big(_count: int, _length: int, _digest: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"z" * size
 
     _, port = env.backend(big)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from frontend.wire.incoming import IncomingRequest
 from frontend.wire.server import PAUSE_AT, ClientLimits
-from tests.wire_support import Conn, H, Sink, ok, read_then_ok
+from tests.wire_support import Conn, H, HalfClosingTransport, Sink, ok, read_then_ok
 
 # -- heads, handed over at once
 
@@ -306,8 +306,6 @@ def test_connections_over_the_limit_get_503() -> None:
     """The connection past max_connections is answered 503 and closed."""
     c = Conn(ClientLimits(max_connections=1))
     second = c.factory.buildProtocol(None)
-    from tests.wire_support import HalfClosingTransport
-
     transport = HalfClosingTransport()
     second.makeConnection(transport)
     assert transport.value().startswith(b"HTTP/1.1 503")
@@ -462,54 +460,58 @@ _EVENTS = st.sampled_from(
 )
 
 
+# What each event of the client sends, and how far each moves the clock.
+_SENDS = {
+    "head-part": b"GET /a HT",
+    "head-get": b"GET /a HTTP/1.1\r\n" + H + b"\r\n",
+    "head-put": b"PUT /a HTTP/1.1\r\n" + H + b"Content-Length: 6\r\n\r\n",
+    "head-put-expect": (
+        b"PUT /a HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 6\r\n\r\n"
+    ),
+    "body-bytes": b"abc",
+    "body-rest": b"abcdef",
+    "empty-line": b"\r\n",
+    "garbage": b"\x00\x01",
+}
+_ADVANCES = {"advance-1": 1, "advance-100": 100}
+
+
 def _step(c: Conn, event: str) -> None:
-    r: IncomingRequest | None = c.requests[-1] if c.requests else None
-    live = r is not None and not r.done
-    if event == "head-part":
-        c.send(b"GET /a HT")
-    elif event == "head-get":
-        c.send(b"GET /a HTTP/1.1\r\n" + H + b"\r\n")
-    elif event == "head-put":
-        c.send(b"PUT /a HTTP/1.1\r\n" + H + b"Content-Length: 6\r\n\r\n")
-    elif event == "head-put-expect":
-        c.send(b"PUT /a HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 6\r\n\r\n")
-    elif event == "body-bytes":
-        c.send(b"abc")
-    elif event == "body-rest":
-        c.send(b"abcdef")
-    elif event == "empty-line":
-        c.send(b"\r\n")
-    elif event == "garbage":
-        c.send(b"\x00\x01")
-    elif event == "advance-1":
-        c.clock.advance(1)
-    elif event == "advance-100":
-        c.clock.advance(100)
+    """One event: the client sends, time passes, the client goes away, or the
+    handler acts on the last request (if it is live and the event applies)."""
+    if event in _SENDS:
+        c.send(_SENDS[event])
+    elif event in _ADVANCES:
+        c.clock.advance(_ADVANCES[event])
     elif event == "lose":
         c.lose()
-    elif not live or r is None:
-        return
-    elif event == "read-body" and c.proto.body_state == "held":
-        r.stream_to(Sink())
-    elif event == "pause-body":
-        r.pause()
-    elif event == "resume-body":
-        r.resume()
-    elif event == "respond" and not r.started:
-        r.respond(200, b"OK", [], None)
-    elif event == "write" and r.started:
-        r.write(b"x")
-    elif event == "client-pauses" and r.started:
-        c.proto.pauseProducing()
-    elif event == "client-resumes" and r.started:
-        c.proto.resumeProducing()
-    elif event == "finish" and r.started:
-        r.finish()
-    elif event == "cut" and r.started:
-        r.cut()
-    elif event == "refuse-401" and not r.started:
-        r.respond(401, b"Unauthorized", [], 0)
-        r.finish()
+    elif c.requests and not c.requests[-1].done:
+        _handler_step(c, c.requests[-1], event)
+
+
+def _handler_step(c: Conn, r: IncomingRequest, event: str) -> None:
+    match event:
+        case "read-body" if c.proto.body_state == "held":
+            r.stream_to(Sink())
+        case "pause-body":
+            r.pause()
+        case "resume-body":
+            r.resume()
+        case "respond" if not r.started:
+            r.respond(200, b"OK", [], None)
+        case "write" if r.started:
+            r.write(b"x")
+        case "client-pauses" if r.started:
+            c.proto.pauseProducing()
+        case "client-resumes" if r.started:
+            c.proto.resumeProducing()
+        case "finish" if r.started:
+            r.finish()
+        case "cut" if r.started:
+            r.cut()
+        case "refuse-401" if not r.started:
+            r.respond(401, b"Unauthorized", [], 0)
+            r.finish()
 
 
 _EXPECTED = {

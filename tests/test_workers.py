@@ -84,8 +84,9 @@ def test_workers_share_the_socket_take_signals_and_are_restarted(
         assert all(not Path(f"/proc/{pid}").exists() for pid in now)
 
 
+@pytest.mark.usefixtures("clean_farm")
 def test_sigterm_reaching_a_worker_still_starting_stops_it_cleanly(
-    farm: Farm, clean_farm: Farm, tmp_path: Path
+    farm: Farm, tmp_path: Path
 ) -> None:
     """A SIGTERM relayed to a worker that has just been started (its imports not
     done, its handlers not installed) waits for it: the master exits 0."""

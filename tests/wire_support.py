@@ -4,7 +4,6 @@ that keeps the requests (and answers them when told how)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -21,7 +20,9 @@ class HalfClosingTransport(StringTransport):
     """A StringTransport that also knows TCP's half-close."""
 
     def __init__(self) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", "192.0.2.7", 5555), lenient=True)
+        StringTransport.__init__(
+            self, peerAddress=IPv4Address("TCP", "192.0.2.7", 5555), lenient=True
+        )
         self.write_closed = False
 
     def loseWriteConnection(self) -> None:
@@ -48,7 +49,7 @@ class Conn:
     def __init__(
         self,
         limits: ClientLimits | None = None,
-        answer: Callable[[IncomingRequest], None] | None = None,
+        answer: Callable[[IncomingRequest], object] | None = None,
     ) -> None:
         self.clock = Clock()
         self.requests: list[IncomingRequest] = []
@@ -97,7 +98,7 @@ def ok(request: IncomingRequest, body: bytes = b"hi") -> None:
     request.finish()
 
 
-def read_then_ok(request: IncomingRequest) -> Any:
+def read_then_ok(request: IncomingRequest) -> Sink:
     """Read the body into a Sink, answering 200 with it once complete."""
     sink = Sink()
 

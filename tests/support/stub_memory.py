@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.interfaces import IAddress
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from backend_stub.channel import StubChannel
@@ -26,18 +26,20 @@ __all__ = ["HalfCloseTransport", "MemoryConnection", "MemoryServer"]
 class HalfCloseTransport(StringTransport):
     """A StringTransport with ``loseWriteConnection`` (TCP's half-close)."""
 
-    write_closed = False
+    def __init__(self, peer: IAddress) -> None:
+        StringTransport.__init__(self, peerAddress=peer)
+        self.write_closed = False
 
     def loseWriteConnection(self) -> None:
         self.write_closed = True
 
 
 class MemoryServer:
-    """The stub server *name* of the example topology, on a Clock."""
+    """The stub server *name* of the example topology, on a memory reactor's Clock."""
 
     def __init__(self, name: str = "ex1.example.com") -> None:
         topology = load_topology(DEFAULT_TOPOLOGY)
-        self.clock = Clock()
+        self.clock = MemoryReactorClock()
         self.log = RequestLog()
         self.server = StubServer(
             topology.server(name), topology.folders, topology.port, self.log, self.clock
@@ -58,7 +60,7 @@ class MemoryConnection:
 
     def __init__(self, server: MemoryServer) -> None:
         peer = IPv4Address("TCP", "127.0.0.1", 40000)
-        self.transport = HalfCloseTransport(peerAddress=peer)
+        self.transport = HalfCloseTransport(peer)
         channel = server.server.site.buildProtocol(peer)
         assert isinstance(channel, StubChannel)
         self.channel = channel
@@ -70,7 +72,7 @@ class MemoryConnection:
 
     def take(self) -> bytes:
         """What the server wrote since the last call."""
-        data = self.transport.value()
+        data: bytes = self.transport.value()
         self.transport.clear()
         return data
 

@@ -89,14 +89,16 @@ def llhttp_verdict(raw: bytes) -> Verdict:
     except httptools.HttpParserUpgrade as upgrade:
         # CONNECT, or Upgrade with Connection: upgrade: llhttp stops parsing
         # HTTP there; the rest belongs to the other protocol.
-        return Verdict(True, f"upgrade: stops after byte {upgrade.args[0]}", count.complete)
+        detail = f"upgrade: stops after byte {upgrade.args[0]}"
+        return Verdict(accepted=True, detail=detail, messages=count.complete)
     except httptools.HttpParserError as error:
         kind = type(error).__name__.removeprefix("HttpParser").removesuffix("Error")
         prefix = f"{kind}: " if kind else ""
-        return Verdict(False, f"{prefix}{error}", count.complete)
+        return Verdict(accepted=False, detail=f"{prefix}{error}", messages=count.complete)
     if count.begun > count.complete:
-        return Verdict(True, "ok, a message still incomplete", count.complete)
-    return Verdict(True, "ok", count.complete)
+        detail = "ok, a message still incomplete"
+        return Verdict(accepted=True, detail=detail, messages=count.complete)
+    return Verdict(accepted=True, detail="ok", messages=count.complete)
 
 
 @functools.cache
@@ -1262,7 +1264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.expected:
         sys.stdout.write(markdown_table(cases))
         return 0
-    from tests.support.wire_client import live_answers
+    from tests.support.wire_client import live_answers  # noqa: PLC0415 - it imports this module
 
     with live_answers() as answer:
         sys.stdout.write(markdown_table(cases, answer))

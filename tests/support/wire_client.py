@@ -99,14 +99,14 @@ def parse_responses(data: bytes, methods: Sequence[bytes] = ()) -> list[Response
             for name, _, value in (line.partition(b":") for line in lines[1:])
         )
         if end < 0:
-            out.append(Response(status, headers, b"", False))
+            out.append(Response(status, headers, b"", complete=False))
             break
         pos = end + 4
         if status in _INTERIM:
             continue
         method = methods[answered] if answered < len(methods) else b"GET"
         answered += 1
-        response = Response(status, headers, b"", True)
+        response = Response(status, headers, b"", complete=True)
         lengths = response.header(b"content-length")
         if method == b"HEAD" or status in (101, 204, 304):
             pass
@@ -118,7 +118,7 @@ def parse_responses(data: bytes, methods: Sequence[bytes] = ()) -> list[Response
             pos += len(body)
             response = Response(status, headers, body, len(body) == int(lengths[0]))
         else:  # read until the connection closes
-            response = Response(status, headers, data[pos:], True)
+            response = Response(status, headers, data[pos:], complete=True)
             pos = len(data)
         out.append(response)
         if status == 101:
@@ -214,7 +214,7 @@ def _drain(sock: socket.socket) -> tuple[bytes, bool]:
     return got, False
 
 
-def run_case(port: int, case: WireCase, bytewise: bool = False) -> Outcome:
+def run_case(port: int, case: WireCase, *, bytewise: bool = False) -> Outcome:
     """Send ``case`` to the front end on ``port``.
 
     Reading stops once the expected number of responses is complete if the
