@@ -10,7 +10,7 @@ the back end of the connection byte by byte through a ``Peer``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frontend.wire.backend import BackendConnection, BackendExchange
-from frontend.wire.interfaces import BodySink, BodySource, OutgoingRequest
+from frontend.wire.interfaces import BodySink, BodySource, IBackendReactor, OutgoingRequest
 from frontend.wire.pool import Upstream
 
 Pairs = list[tuple[bytes, bytes]]
@@ -311,7 +311,7 @@ class Net:
         self.names = NameTable(names or {})
         self.reactor.installNameResolver(self.names)
         self.up = Upstream(
-            self.reactor,
+            cast("IBackendReactor", self.reactor),  # provides IReactorTCP and IReactorTime
             port=BACKEND_PORT,
             connect_timeout=connect_timeout,
             response_timeout=response_timeout,

@@ -293,7 +293,7 @@ def test_reload_empties_caches_keeps_marks_and_refuses_bad_files(tmp_path: Path)
     before.lookups.user.put("alice", None)
     service.marks.mark("ex3.example.com")
     closed: list[bool] = []
-    before.agent.close_idle = lambda: closed.append(True)
+    before.agent.close_idle = lambda: closed.append(True)  # type: ignore[method-assign]  # a spy
     assert service.reload(str(path))
     assert service.runtime is not before
     assert service.runtime.lookups is not None

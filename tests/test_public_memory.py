@@ -139,7 +139,14 @@ def test_referral_before_the_body_sends_it_whole_and_uncopied_to_the_replica() -
     the body; the listed replica gets it, straight from the client."""
     n = first_user_on("ex2.example.com")
     fe, _ = public_fe(users=n + 1)
-    fe.backends.early = lambda s: farm_like(s) if s.server == "ex2.example.com" else None
+
+    def refer_on_the_head(s: Sent) -> FakeResponse | None:
+        answer = farm_like(s)
+        if s.server == "ex2.example.com" and isinstance(answer, FakeResponse):
+            return answer
+        return None
+
+    fe.backends.early = refer_on_the_head
     response, body = fe.request(
         "PUT", "http://fe/apps/Archive/note.eml", data=b"note body", headers=basic(f"u{n}", "pw")
     )
@@ -155,9 +162,9 @@ def test_a_listed_replica_that_takes_the_body_and_refers_again_is_502() -> None:
     it and refers once more cannot be followed (502, never the referral)."""
     n = first_user_on("ex2.example.com")
 
-    def always_refer(s: Sent) -> Any:
+    def always_refer(s: Sent) -> FakeResponse:
         onward = b"ex4.example.com" if s.server == "ex2.example.com" else b"ex3.example.com"
-        return FakeResponse(code=421, headers=Headers({b"X-Replica-Servers": [onward]}))
+        return FakeResponse(code=421, headers=[(b"X-Replica-Servers", onward)])
 
     fe, _ = public_fe(always_refer, users=n + 1)
     fe.backends.early = lambda s: always_refer(s) if s.server == "ex2.example.com" else None

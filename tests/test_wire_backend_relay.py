@@ -48,9 +48,7 @@ class Client:
     def stop_streaming(self) -> None:
         self.producer = None
 
-    def request_done(
-        self, _request: IncomingRequest, *, keep_alive: bool, abort: bool
-    ) -> None:
+    def request_done(self, _request: IncomingRequest, *, keep_alive: bool, abort: bool) -> None:
         self.done.append((keep_alive, abort))
 
 
