@@ -484,7 +484,8 @@ async def test_reconnects_after_slapd_restart(
     globalLogPublisher.addObserver(observer)
     try:
         assert (await found(client.find_user("alice"))).login == "alice"
-        instance.restart()  # the pooled connection is now dead
+        instance.stop()  # the pooled connection is now dead
+        instance.start()  # on the same port, with the same data
         assert (await found(client.find_user("bob"))).login == "bob"
         # It was retried: the failure on the old connection was logged.
         assert any("reconnecting" in e.get("log_format", "") for e in events)

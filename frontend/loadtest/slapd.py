@@ -1,18 +1,19 @@
-"""A throwaway OpenLDAP server (slapd) for the load test and the test suite.
+"""A throwaway OpenLDAP server (slapd), as ``feproxy loadtest live`` runs one.
 
 :class:`Slapd` writes a slapd.conf into a work directory, loads an LDIF file
 offline with slapadd (``conf/directory.ldif`` unless told otherwise, plus
 any extra LDIF), and runs ``slapd -d none`` on a loopback port in its own
 session, with a parent-death signal so that a killed run leaves no slapd
 behind.  It can be stopped and started again on the same port with the same
-data (reconnection tests).  The benchmark (``bench/directory.py``) loads one
+data.  The load test changes replicas in it as the root DN.  The benchmark (``bench/directory.py``) loads one
 with ``debug="stats"`` and runs :meth:`Slapd.command` itself, pinned to a
 core, so that slapd logs every operation.
 
 The suffix is ``dc=example,dc=com`` with the example organisation's service
 account (:data:`SERVICE_DN`, which may read everything but passwords) and a
-root DN (:data:`ROOT_DN`, which may write).  The test suite's fixtures live
-in ``tests/support/slapd.py``, which imports this module.
+root DN (:data:`ROOT_DN`, which may write).  The test suite's fixtures
+(``tests/support/slapd.py``) and the benchmark use this harness too; nothing
+here is only theirs.
 
 Everything here blocks (subprocesses, polling): start and stop slapd before
 and after the reactor runs, or from a thread.
@@ -298,11 +299,6 @@ class Slapd:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port with the same data."""
-        self.stop()
-        self.start()
 
     def command(self) -> list[str]:
         """slapd in the foreground on :attr:`url` (call :meth:`load` first)."""
