@@ -5,9 +5,10 @@ offline with slapadd (``conf/directory.ldif`` unless told otherwise, plus
 any extra LDIF), and runs ``slapd -d none`` on a loopback port in its own
 session, with a parent-death signal so that a killed run leaves no slapd
 behind.  It can be stopped and started again on the same port with the same
-data.  The load test changes replicas in it as the root DN.  The benchmark (``bench/directory.py``) loads one
-with ``debug="stats"`` and runs :meth:`Slapd.command` itself, pinned to a
-core, so that slapd logs every operation.
+data.  The load test changes replicas in it as the root DN.  The benchmark
+(``bench/directory.py``) loads one with ``debug="stats"`` and runs
+:meth:`Slapd.command` itself, pinned to a core, so that slapd logs every
+operation.
 
 The suffix is ``dc=example,dc=com`` with the example organisation's service
 account (:data:`SERVICE_DN`, which may read everything but passwords) and a

@@ -7,7 +7,7 @@ fixed list of methods, and an Exchange front end must pass any method token
 (BPROPFIND, X-MS-ENUMATTS, RPC_IN_DATA...): a method it does not know is
 checked here and handed to llhttp as ``POST``, which llhttp frames exactly
 like any method but CONNECT.  On top of llhttp, a front end refuses what a
-back end or another proxy could read differently (see :func:`parse_head`).
+back end or another proxy could read differently (see :meth:`HeadParser.parse`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ __all__ = [
     "HeadParser",
     "RequestHead",
     "check_request_line",
-    "parse_head",
 ]
 
 MAX_LINE = 16384  # the request line, or one header line, in bytes
@@ -243,11 +242,6 @@ class HeadParser:
                 detail=f"header {self._lookalike[:40]!r} reads like one the front end checks"
             )
         return _check_fields(method, target, version, headers, self._found, self._forward)
-
-
-def parse_head(head: bytes) -> RequestHead:
-    """Parse and check one complete request head with a parser of its own."""
-    return HeadParser().parse(head)
 
 
 # The fields the front end reads, by kind; from _HOST_FIELD on they also go on.

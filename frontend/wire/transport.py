@@ -23,12 +23,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import ITransport
 from twisted.internet.tcp import Connection
 
-__all__ = ["fast_path_available", "write_now"]
-
-
-def fast_path_available(transport: ITransport) -> bool:
-    """Whether ``transport`` is one :func:`write_now` may write to directly."""
-    return isinstance(transport, Connection) and not transport.TLS
+__all__ = ["write_now"]
 
 
 def write_now(transport: ITransport, data: bytes) -> None:
