@@ -43,7 +43,7 @@ __all__ = ["CONTINUE_WAIT", "BackendConnection", "BackendExchange"]
 log = Logger()
 
 _CONTINUE = 100
-READ_SIZE = 256 * 1024
+READ_SIZE = 262144
 #: How long the body waits for ``100 Continue`` before it is sent anyway.
 CONTINUE_WAIT = 1.0
 _NO_LENGTH_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"))
@@ -285,9 +285,6 @@ class BackendConnection(Protocol):
         self._up.connections_made += 1
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)  # a request head must not wait for ACKs
-        # Read large answers in larger pieces than Twisted's 64 KiB: fewer
-        # turns of the loop per body (FileDescriptor.bufferSize, public).
-        self.transport.bufferSize = READ_SIZE
         made, self.on_made = self.on_made, None
         if made is not None:
             made(self)

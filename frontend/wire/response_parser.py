@@ -78,7 +78,7 @@ class ResponseParser:
     __slots__ = (
         *("_events", "_parser", "_phrase", "_headers", "_found", "_forward", "_head"),
         *("_size", "_feeding", "_interim", "_bodyless", "_skipping", "_until_close"),
-        *("complete", "extra"),
+        *("_seen", "_left", "_renew", "complete", "extra"),
     )
 
     def __init__(self, events: ResponseEvents) -> None:
@@ -95,6 +95,9 @@ class ResponseParser:
         self._bodyless = False
         self._skipping = False
         self._until_close = False
+        self._seen = 0  # body bytes llhttp gave
+        self._left: int | None = None  # body bytes to come, read without llhttp
+        self._renew = False  # llhttp did not see the end: the next exchange needs a new one
         self.complete = False  # the final response, body included, is over
         self.extra = False  # bytes came after it (the connection is then not reused)
 
@@ -104,11 +107,14 @@ class ResponseParser:
         llhttp is ready for the next response once one has completed; after
         a HEAD answer (ended here, not by llhttp) a new parser is made.
         """
-        if not self.complete or self._skipping or self.extra:
+        if not self.complete or self._skipping or self.extra or self._renew:
             self._parser = httptools.HttpResponseParser(self)
         self._new_head()
         self._head = None
         self._interim = self._skipping = self._until_close = self.complete = self.extra = False
+        self._renew = False
+        self._seen = 0
+        self._left = None
         self._bodyless = bodyless
 
     def _new_head(self) -> None:
@@ -123,7 +129,26 @@ class ResponseParser:
         return self._head
 
     def feed(self, data: bytes) -> None:
-        """Parse ``data``; raises :class:`Malformed` (or what an event raised)."""
+        """Parse ``data``; raises :class:`Malformed` (or what an event raised).
+
+        Once the head of an answer with a Content-Length is read, the rest of
+        its body is only counted, not fed to llhttp: its framing is that
+        count, and the bytes go on as they came (llhttp would copy them).
+        """
+        left = self._left
+        if left is not None:
+            n = len(data)
+            if n < left:
+                self._left = left - n
+                self._events.response_data(data)
+                return
+            self._left = None
+            self.complete = True
+            if n > left:
+                self.extra = True  # bytes after the body: the connection is not reused
+                data = data[:left]
+            self._events.response_data(data)
+            return
         self._feeding = len(data)
         try:
             self._parser.feed_data(data)
@@ -135,7 +160,11 @@ class ResponseParser:
             raise Malformed("the back end switched protocols") from None
         except httptools.HttpParserError as e:
             raise Malformed(f"refused by llhttp: {e}") from None
-        if self._head is None:
+        head = self._head
+        if head is not None and not self.complete and head.length and not self._bodyless:
+            self._left = head.length - self._seen  # the rest is counted (above)
+            self._renew = True
+        if head is None:
             self._size += len(data)
             if self._size > MAX_HEAD:
                 raise Malformed("response head over 64 KiB")
@@ -223,6 +252,7 @@ class ResponseParser:
         if self._skipping or self.complete:
             self.extra = True  # a HEAD answer's body, or a second response's
         else:
+            self._seen += len(data)
             self._events.response_data(data)
 
     def on_message_complete(self) -> None:
