@@ -43,7 +43,6 @@ __all__ = ["CONTINUE_WAIT", "BackendConnection", "BackendExchange"]
 log = Logger()
 
 _CONTINUE = 100
-READ_SIZE = 262144
 #: How long the body waits for ``100 Continue`` before it is sent anyway.
 CONTINUE_WAIT = 1.0
 _NO_LENGTH_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"))
