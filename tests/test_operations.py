@@ -258,9 +258,16 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Slapd, tmp_path: Path) -> N
         while not serve.access_lines():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        access = [json.loads(line) for line in serve.access_lines()]
-        assert access[-1]["user"] == "alice"
-        assert access[-1]["status"] == 200
+        assert get(port, "/exchange/", "alice", "wrong")[0] == 401
+        while len(serve.access_lines()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ok, refused = [json.loads(line) for line in serve.access_lines()][-2:]
+        assert ok["user"] == "alice"
+        assert ok["status"] == 200
+        assert ok["bytes"] == len(b"mailbox alice on ex1.example.com\n")
+        assert refused["status"] == 401
+        assert refused["bytes"] == len(b"401 The user name or password is incorrect.\n")
         assert all(json.loads(line) for line in serve.errors().splitlines())
     port = free_port(exclude=(port,))
     quiet = fe_config(tmp_path / "quiet.toml", port, farm, slapd)

@@ -26,7 +26,7 @@ from frontend.proxy.runtime import Runtime
 from frontend.routing.decisions import parse_target
 from frontend.routing.marks import UnavailableMarks
 from frontend.routing.resolver import ClientRequest
-from frontend.wire.incoming import IncomingRequest
+from frontend.wire.incoming import IncomingRequest, error_length
 from frontend.wire.interfaces import Exchange
 from frontend.wire.relay import ResponseRelay
 
@@ -195,8 +195,8 @@ class FrontEnd:
             length = int(declared[0]) if len(declared) == 1 and declared[0].isdigit() else None
         whole = response.whole_body() if request.method != b"HEAD" else None
         if whole is not None:  # the common small answer: no relay needed
+            info["bytes"] = len(whole)  # before answering: the access log is written then
             request.answer(response.code, response.phrase, response.end_to_end, whole)
-            info["bytes"] = len(whole)
             return
         request.respond(response.code, response.phrase, response.end_to_end, length)
 
@@ -229,7 +229,8 @@ class FrontEnd:
         if isinstance(exc, AuthenticationRequired):
             realm = rt.config.frontend.realm.replace("\\", "\\\\").replace('"', '\\"')
             extra.append((b"WWW-Authenticate", f'Basic realm="{realm}"'.encode()))
-        info["bytes"] = request.answer_error(answer, extra)
+        info["bytes"] = error_length(answer)  # before answering: the access log is written then
+        request.answer_error(answer, extra)
 
     def _log_access(self, request: IncomingRequest, info: dict[str, Any], started: float) -> None:
         self._request_over()

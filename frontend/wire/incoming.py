@@ -16,7 +16,14 @@ from frontend.errors import ErrorAnswer
 from frontend.wire.interfaces import BodySink, PushProducer
 from frontend.wire.request_head import RequestHead
 
-__all__ = ["ClientChannel", "IncomingRequest", "RequestHandler", "error_page", "phrase_of"]
+__all__ = [
+    "ClientChannel",
+    "IncomingRequest",
+    "RequestHandler",
+    "error_length",
+    "error_page",
+    "phrase_of",
+]
 
 _NO_BODY = frozenset({204, 304})
 _PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
@@ -25,6 +32,11 @@ Pairs = list[tuple[bytes, bytes]]
 
 def phrase_of(code: int) -> bytes:
     return _PHRASES.get(code, b"Unknown")
+
+
+def error_length(answer: ErrorAnswer) -> int:
+    """The length of an error answer's one-line body."""
+    return len(error_page(answer)[1])
 
 
 def error_page(answer: ErrorAnswer) -> tuple[Pairs, bytes]:
@@ -159,13 +171,12 @@ class IncomingRequest:
             self._head += body
         self.finish()
 
-    def answer_error(self, answer: ErrorAnswer, extra: Pairs | None = None) -> int:
-        """Answer with an error page; returns the length of its body."""
+    def answer_error(self, answer: ErrorAnswer, extra: Pairs | None = None) -> None:
+        """Answer with an error page."""
         headers, body = error_page(answer)
         if extra:
             headers += extra
         self.answer(answer.status, phrase_of(answer.status), headers, body)
-        return len(body)
 
     def flush(self) -> None:
         """Send the status line and headers now, even without body bytes."""
