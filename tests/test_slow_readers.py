@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from frontend.loadtest.procs import memory_kib
-from tests.support.configs import farm_hosts, write_config
+from tests.support.configs import static_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess, established_to
 
@@ -38,19 +38,8 @@ def test_slow_readers_lose_their_connections_and_the_memory_comes_back(
     back to within 16 MiB of what it was before them (the heap is trimmed
     within 5 s of a crowd leaving: frontend.ops.memory)."""
     port = free_port()
-    config = write_config(
-        tmp_path / "fe.toml",
-        {
-            "frontend": {
-                "listen": [f"tcp:{port}:interface=127.0.0.1"],
-                "authenticate": False,
-                "backend_port": farm.port,
-                "send_timeout": SEND_TIMEOUT,
-                "response_timeout": 30.0,
-            },
-            "hosts": farm_hosts(farm),
-            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
-        },
+    config = static_config(
+        tmp_path / "fe.toml", port, farm, send_timeout=SEND_TIMEOUT, response_timeout=30.0
     )
     with ServeProcess.start(config, ("127.0.0.1", port)) as fe:
         warm = socket.create_connection(("127.0.0.1", port))

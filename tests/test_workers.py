@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.configs import farm_hosts, write_config
+from tests.support.configs import static_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess, established_to
 from tests.test_hostile import exchange
@@ -31,6 +31,15 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _both_workers(serve: ServeProcess) -> list[int]:
+    """The two workers' pids, once both are running."""
+    deadline = time.monotonic() + 10
+    while len(workers := children(serve.pid)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return workers
+
+
 @pytest.mark.usefixtures("clean_farm")
 def test_workers_share_the_socket_take_signals_and_are_restarted(
     farm: Farm, tmp_path: Path
@@ -38,24 +47,9 @@ def test_workers_share_the_socket_take_signals_and_are_restarted(
     """Connections spread over both workers, SIGHUP reloads both, a killed worker
     is replaced, SIGTERM ends all."""
     port = free_port()
-    config = write_config(
-        tmp_path / "fe.toml",
-        {
-            "frontend": {
-                "listen": [f"tcp:{port}:interface=127.0.0.1"],
-                "authenticate": False,
-                "backend_port": farm.port,
-            },
-            "hosts": farm_hosts(farm),
-            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
-        },
-    )
-    serve = ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2")
-    with serve:
-        deadline = time.monotonic() + 10
-        while len(workers := children(serve.pid)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    config = static_config(tmp_path / "fe.toml", port, farm)
+    with ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2") as serve:
+        workers = _both_workers(serve)
         time.sleep(0.5)
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         try:
@@ -91,24 +85,9 @@ def test_sigterm_reaching_a_worker_still_starting_stops_it_cleanly(
     """A SIGTERM relayed to a worker that has just been started (its imports not
     done, its handlers not installed) waits for it: the master exits 0."""
     port = free_port()
-    config = write_config(
-        tmp_path / "fe.toml",
-        {
-            "frontend": {
-                "listen": [f"tcp:{port}:interface=127.0.0.1"],
-                "authenticate": False,
-                "backend_port": farm.port,
-            },
-            "hosts": farm_hosts(farm),
-            "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
-        },
-    )
-    serve = ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2")
-    with serve:
-        deadline = time.monotonic() + 10
-        while len(workers := children(serve.pid)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    config = static_config(tmp_path / "fe.toml", port, farm)
+    with ServeProcess.start(config, ("127.0.0.1", port), "--workers", "2") as serve:
+        workers = _both_workers(serve)
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
         while (now := children(serve.pid)) == workers or len(now) < 2:

@@ -11,7 +11,7 @@ from frontend.loadtest.tomlwrite import to_toml
 if TYPE_CHECKING:
     from tests.support.farm import Farm
 
-__all__ = ["farm_hosts", "to_toml", "write_config"]
+__all__ = ["farm_hosts", "static_config", "to_toml", "write_config"]
 
 
 def farm_hosts(farm: Farm) -> dict[str, str]:
@@ -22,3 +22,19 @@ def farm_hosts(farm: Farm) -> dict[str, str]:
 def write_config(path: Path, data: Mapping[str, Any]) -> Path:
     path.write_text(to_toml(data), encoding="utf-8")
     return path
+
+
+def static_config(path: Path, port: int, farm: Farm, **frontend: object) -> Path:
+    """A front end on loopback ``port`` without authentication, whose one vdir,
+    ``/exchweb``, is static and goes to the farm's ex1 (``frontend``: more keys)."""
+    data = {
+        "frontend": {
+            "listen": [f"tcp:{port}:interface=127.0.0.1"],
+            "authenticate": False,
+            "backend_port": farm.port,
+            **frontend,
+        },
+        "hosts": farm_hosts(farm),
+        "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
+    }
+    return write_config(path, data)
