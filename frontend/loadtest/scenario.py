@@ -25,6 +25,8 @@ from typing import Final
 __all__ = [
     "CHANGES",
     "DOMAIN",
+    "MAX_REPLICAS",
+    "MIN_REPLICAS",
     "Change",
     "plan_change",
     "server_name",
@@ -37,6 +39,10 @@ CHANGES: Final = ("add", "remove", "fail")
 
 #: The fewest replicas a spread (and so a removal or failure) makes sense with.
 MIN_REPLICAS: Final = 2
+
+#: The most replicas a live run starts: its servers live on 127.0.0.2 ..
+#: 127.0.0.(1 + replicas + spares).
+MAX_REPLICAS: Final = 64
 
 #: The DNS domain of generated servers (the example organisation's).
 DOMAIN: Final = "example.com"

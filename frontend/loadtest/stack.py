@@ -40,7 +40,7 @@ from frontend.loadtest.ldif import (
     store_dn,
 )
 from frontend.loadtest.procs import Child, ChildError, free_port
-from frontend.loadtest.scenario import MIN_REPLICAS, server_names
+from frontend.loadtest.scenario import MAX_REPLICAS, MIN_REPLICAS, server_names
 from frontend.loadtest.slapd import (
     BASE_DN,
     CONFIG_DN,
@@ -70,9 +70,6 @@ __all__ = [
 
 #: The folder every user asks for (under the ``/apps`` virtual directory).
 FOLDER: Final = "/apps/Load/"
-
-#: Servers live on 127.0.0.2 .. 127.0.0.(1 + replicas + spares).
-MAX_REPLICAS: Final = 64
 
 _RELOADED: Final = "configuration reloaded from"
 _NOT_RELOADED: Final = "configuration not reloaded"

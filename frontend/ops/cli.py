@@ -1,4 +1,9 @@
-"""``feproxy``: the command line (serve, check-config, demo)."""
+"""``feproxy``: the command line (serve, check-config, demo, loadtest, --version).
+
+Only the standard library is imported at the top: ``feproxy --version`` (and
+the parsing of any command line) loads nothing else, and each command imports
+what it runs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from frontend.ops.configfile import load_or_report
+from frontend import __version__
 
 if TYPE_CHECKING:
     from frontend.ops.reactor import IServeReactor
@@ -22,7 +27,10 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="feproxy", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="feproxy", description="An HTTP front-end server for mail and public-folder back ends."
+    )
+    p.add_argument("--version", action="version", version=f"feproxy {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the front end")
@@ -69,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
+    from frontend.ops.configfile import load_or_report
+
     if load_or_report(path) is None:
         return 1
     print(f"{path}: OK")
@@ -76,6 +86,7 @@ def _check(path: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from frontend.ops.configfile import load_or_report
     from frontend.ops.logs import start_logging
     from frontend.ops.reactor import global_reactor
     from frontend.ops.service import FrontEndService
