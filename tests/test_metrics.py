@@ -10,8 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from frontend import __version__
 from frontend.directory.lookups import CachedLookup
-from frontend.ops.metrics import DURATION_BUCKETS, Metrics
+from frontend.ops.metrics import DURATION_BUCKETS, Load, Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -58,6 +59,7 @@ def test_every_feproxy_metric_family_is_exposed_with_its_type() -> None:
         "feproxy_cache_hits": "counter",
         "feproxy_cache_misses": "counter",
         "feproxy_cache_entries": "gauge",
+        "feproxy_build_info": "gauge",
     }
 
 
@@ -133,7 +135,8 @@ def test_servers_unavailable_gauge_counts_current_marks_at_scrape_time() -> None
 
 
 def test_ldap_query_counts_results_and_latency_by_operation() -> None:
-    """ldap_queries_total has result ok/error; the latency histogram is per operation."""
+    """ldap_queries_total has result ok/error (both from an operation's first query); the
+    latency histogram is per operation."""
     m = Metrics()
     m.ldap_query("find_user", 0.004, ok=True)
     m.ldap_query("find_user", 0.006, ok=True)
@@ -144,7 +147,8 @@ def test_ldap_query_counts_results_and_latency_by_operation() -> None:
     assert _value(s, q, operation="find_user", result="ok") == 2
     assert _value(s, q, operation="find_user", result="error") == 1
     assert _value(s, q, operation="tree_replicas", result="ok") == 1
-    assert _value(s, q, operation="tree_replicas", result="error") is None
+    assert _value(s, q, operation="tree_replicas", result="error") == 0  # there, for rate()
+    assert _value(s, q, operation="server_of_store", result="ok") is None  # never queried
     h = "feproxy_ldap_query_duration_seconds"
     assert _value(s, f"{h}_count", operation="find_user") == 3
     assert _value(s, f"{h}_bucket", operation="find_user", le="0.005") == 1
@@ -216,3 +220,25 @@ def test_label_values_are_escaped_in_the_exposition() -> None:
     m.request_finished("/exchange", 200, odd, 0.01)
     s = _samples(m)
     assert _value(s, "feproxy_requests_total", vdir="/exchange", status="200", backend=odd) == 1
+
+
+def test_build_info_is_1_with_the_version_in_a_label() -> None:
+    """feproxy_build_info{version} is 1, labelled with the package's version by default."""
+    s = _samples(Metrics())
+    assert _value(s, "feproxy_build_info", version=__version__) == 1
+    assert _value(_samples(Metrics(version="9.8.7")), "feproxy_build_info", version="9.8.7") == 1
+
+
+def test_load_gauges_are_read_at_each_scrape() -> None:
+    """Open and maximum connections and requests in flight come from ``load`` when scraped."""
+    now = [Load(open_connections=3, max_connections=10_000, requests_in_flight=2)]
+    m = Metrics(load=lambda: now[0])
+    s = _samples(m)
+    assert _value(s, "feproxy_open_connections") == 3
+    assert _value(s, "feproxy_max_connections") == 10_000
+    assert _value(s, "feproxy_requests_in_flight") == 2
+    now[0] = Load(open_connections=0, max_connections=50, requests_in_flight=0)
+    s = _samples(m)
+    assert _value(s, "feproxy_open_connections") == 0
+    assert _value(s, "feproxy_max_connections") == 50
+    assert "feproxy_open_connections" not in _types(Metrics())  # no load, no gauges

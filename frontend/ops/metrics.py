@@ -20,10 +20,15 @@ Metrics exposed:
 - ``feproxy_referrals_total{vdir}``
 - ``feproxy_servers_marked_total{server}``
 - ``feproxy_servers_unavailable`` (gauge, from the current marks)
-- ``feproxy_ldap_queries_total{operation,result}`` (result ``ok``/``error``)
+- ``feproxy_ldap_queries_total{operation,result}`` (result ``ok``/``error``,
+  both from an operation's first query on)
 - ``feproxy_ldap_query_duration_seconds{operation}`` (histogram)
 - ``feproxy_cache_hits_total{cache}``, ``feproxy_cache_misses_total{cache}``,
   ``feproxy_cache_entries{cache}``
+- ``feproxy_open_connections``, ``feproxy_max_connections`` (client connections
+  open now, and the ``max_connections`` limit), ``feproxy_requests_in_flight``
+  (gauges read from ``load`` at scrape time; absent without it)
+- ``feproxy_build_info{version}`` (always 1: the version in a label)
 
 The cache counters are read from the caches themselves at scrape time.  A
 reload builds new caches whose counts start at zero: the two ``_total``
@@ -37,6 +42,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -48,9 +54,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from frontend import __version__
 from frontend.directory.interfaces import CacheStats
 
-__all__ = ["DURATION_BUCKETS", "Metrics"]
+__all__ = ["DURATION_BUCKETS", "Load", "Metrics"]
 
 #: Upper bounds (seconds) of the latency histograms' buckets, +Inf implied.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -98,14 +105,25 @@ def _histogram(name: str, doc: str, label: str, table: dict[str, _Series]) -> Me
     return family
 
 
+@dataclass(frozen=True)
+class Load:
+    """How busy the front end's process is now (read at each scrape)."""
+
+    open_connections: int
+    max_connections: int
+    requests_in_flight: int
+
+
 class Metrics:
     """The front end's metrics: cheap recording methods and a text rendering.
 
     ``marks`` gives the current unavailable marks (server -> expiry time on
     ``clock``); ``caches`` gives the current caches, each with ``name``,
-    ``hits``, ``misses`` and a length (:class:`frontend.directory.interfaces.CacheStats`).
-    Both are called at every scrape, so they may change (a reload rebuilds the
-    caches).
+    ``hits``, ``misses`` and a length (:class:`frontend.directory.interfaces.CacheStats`);
+    ``load`` gives the client connections and requests of the moment (no
+    such gauges without it).  They are called at every scrape, so they may
+    change (a reload rebuilds the caches).  ``version`` goes into
+    ``feproxy_build_info``.
     """
 
     def __init__(
@@ -113,11 +131,15 @@ class Metrics:
         *,
         marks: Callable[[], Mapping[str, float]] = dict,
         caches: Callable[[], Iterable[CacheStats]] = tuple,
+        load: Callable[[], Load] | None = None,
         clock: Callable[[], float] = time.time,
+        version: str = __version__,
     ) -> None:
         self._marks = marks
         self._caches = caches
+        self._load = load
         self._clock = clock
+        self._version = version
         self._requests: dict[tuple[str, int, str | None], int] = {}
         self._request_seconds: dict[str, _Series] = {}
         self._referrals: dict[str, int] = {}
@@ -202,8 +224,11 @@ class Metrics:
             "Directory queries, by operation and result (ok or error).",
             labels=["operation", "result"],
         )
-        for (operation, ok), n in list(self._ldap.items()):
-            queries.add_metric([operation, "ok" if ok else "error"], n)
+        # Both results of every operation seen: an error series that starts
+        # at 0 lets rate() and increase() see the first error.
+        for operation in sorted({operation for operation, _ in self._ldap}):
+            for ok, result in ((True, "ok"), (False, "error")):
+                queries.add_metric([operation, result], self._ldap.get((operation, ok), 0))
         yield queries
         yield _histogram(
             "feproxy_ldap_query_duration_seconds",
@@ -212,6 +237,34 @@ class Metrics:
             self._ldap_seconds,
         )
         yield from _cache_families(self._caches())
+        if self._load is not None:
+            yield from _load_families(self._load())
+        build = GaugeMetricFamily(
+            "feproxy_build_info",
+            "The running feproxy: its version in a label, always 1.",
+            labels=["version"],
+        )
+        build.add_metric([self._version], 1)
+        yield build
+
+
+def _load_families(load: Load) -> Iterator[Metric]:
+    """The gauges of the client connections and requests of the moment."""
+    yield GaugeMetricFamily(
+        "feproxy_open_connections",
+        "Client connections open now, in this process.",
+        value=load.open_connections,
+    )
+    yield GaugeMetricFamily(
+        "feproxy_max_connections",
+        "Client connections this process accepts at most (frontend.max_connections).",
+        value=load.max_connections,
+    )
+    yield GaugeMetricFamily(
+        "feproxy_requests_in_flight",
+        "Requests received and not yet answered in full, in this process.",
+        value=load.requests_in_flight,
+    )
 
 
 def _counter(name: str, doc: str, label: str, table: dict[str, int]) -> Metric:

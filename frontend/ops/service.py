@@ -20,7 +20,7 @@ from frontend.errors import ConfigError
 from frontend.ops.admin import admin_resource
 from frontend.ops.listen import Listener, make_listener
 from frontend.ops.memory import MemoryTrimmer
-from frontend.ops.metrics import Metrics
+from frontend.ops.metrics import Load, Metrics
 from frontend.ops.status import build_status
 from frontend.proxy import FrontEnd, Runtime
 from frontend.routing.marks import UnavailableMarks
@@ -77,7 +77,7 @@ class FrontEndService(MultiService):
         self.started_at = reactor.seconds()
         self.marks = UnavailableMarks(reactor, config.frontend.unavailable_for)
         self.metrics = Metrics(
-            marks=self.marks.snapshot, caches=self._caches, clock=reactor.seconds
+            marks=self.marks.snapshot, caches=self._caches, load=self._load, clock=reactor.seconds
         )
         self._directory: Directory | None = None
         self._directory_settings: DirectorySettings | None = None
@@ -114,6 +114,13 @@ class FrontEndService(MultiService):
         # A backstop over the back-end and directory timeouts, which answer first.
         directory_timeout = config.directory.timeout if config.directory is not None else 0.0
         self.limits.answer_timeout = fe.connect_timeout + fe.response_timeout + directory_timeout
+
+    def _load(self) -> Load:
+        return Load(
+            open_connections=self.factory.open_connections(),
+            max_connections=self.limits.max_connections,
+            requests_in_flight=self.frontend.in_flight,
+        )
 
     def _caches(self) -> tuple[CacheStats, ...]:
         lookups = self.runtime.lookups
