@@ -142,12 +142,15 @@ def test_every_alert_fires_under_promtool_test_rules() -> None:
 
 
 def test_scrape_configuration_passes_promtool_check_config() -> None:
-    """conf/prometheus/prometheus.yml (the README's scrape job) is a valid
-    configuration whose rule file is found and valid."""
+    """conf/prometheus/prometheus.yml is a valid configuration whose rule file is
+    found and valid, and holds the README's scrape job word for word."""
     checked = promtool("check", "config", "--lint=all", "--lint-fatal", "prometheus.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 1 rule files found" in checked.stdout
-    assert "job_name: feproxy" in (PROMETHEUS_CONF / "prometheus.yml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    (snippet,) = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    assert "job_name: feproxy" in snippet
+    assert snippet in (PROMETHEUS_CONF / "prometheus.yml").read_text()
 
 
 def test_alerting_rules_name_only_metrics_feproxy_exports() -> None:
