@@ -316,8 +316,8 @@ class FakeDirectory:
                 found = u
         return self._answer("find_mailbox", address, found)
 
-    def check_password(self, dn: str, password: str) -> defer.Deferred[bool]:
-        ok = any(u.dn == dn and u.password == password for u in self.users.values())
+    def check_password(self, dn: str, password: bytes) -> defer.Deferred[bool]:
+        ok = any(u.dn == dn and u.password.encode() == password for u in self.users.values())
         return self._answer("check_password", dn, ok and bool(password))
 
     def server_of_store(self, dn: str) -> defer.Deferred[str | None]:

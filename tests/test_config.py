@@ -152,6 +152,74 @@ def test_directory_attribute_names_can_be_overridden() -> None:
     assert e.value.key == "directory.attributes.samaccountname"
 
 
+def test_directory_object_class_names_can_be_overridden() -> None:
+    """[directory.object_classes] renames the classes the filters select; the rest keep
+    their AD names."""
+    config = parse_config(
+        _directory(object_classes={"user": "inetOrgPerson", "pf_tree": "1.3.6.1.4.1.32473.1.2.5"})
+    )
+    assert config.directory is not None
+    classes = config.directory.object_classes
+    assert (classes.user, classes.public_mdb, classes.pf_tree) == (
+        "inetOrgPerson",
+        "msExchPublicMDB",
+        "1.3.6.1.4.1.32473.1.2.5",
+    )
+    default = parse_config(_directory())
+    assert default.directory is not None
+    assert default.directory.object_classes.user == "user"
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "key"),
+    [
+        ("object_classes", {"users": "person"}, "directory.object_classes.users"),
+        ("object_classes", {"user": ""}, "directory.object_classes.user"),
+        ("object_classes", {"user": 5}, "directory.object_classes.user"),
+        ("object_classes", {"user": "user)(cn=*"}, "directory.object_classes.user"),
+        ("object_classes", {"pf_tree": "ms Exch PFTree"}, "directory.object_classes.pf_tree"),
+        ("object_classes", {"public_mdb": "1.2."}, "directory.object_classes.public_mdb"),
+        ("object_classes", {"user": "person;binary"}, "directory.object_classes.user"),
+        ("object_classes", "inetOrgPerson", "directory.object_classes"),
+        ("attributes", {"home_mdb": "homeMDB)(x=*"}, "directory.attributes.home_mdb"),
+        ("attributes", {"home_mdb": "2home"}, "directory.attributes.home_mdb"),
+        ("attributes", [], "directory.attributes"),
+    ],
+)
+def test_bad_object_class_or_attribute_name_names_its_key(
+    table: str, value: object, key: str
+) -> None:
+    """An unknown key, or a value that is not a name (it would go into LDAP filters
+    as it is), is refused with its key path."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(_directory(**{table: value}))
+    assert e.value.key == key
+
+
+def test_attribute_names_may_be_oids_or_carry_options() -> None:
+    """An attribute may be named by a numeric OID or with options (objectGUID;binary)."""
+    config = parse_config(
+        _directory(attributes={"object_guid": "objectGUID;binary", "dns_host_name": "2.5.4.3"})
+    )
+    assert config.directory is not None
+    assert config.directory.attributes.object_guid == "objectGUID;binary"
+
+
+def test_check_config_names_a_bad_object_class(tmp_path: Path) -> None:
+    """`feproxy check-config` refuses a bad [directory.object_classes] value, naming it."""
+    bad = tmp_path / "bad.toml"
+    conf = (ROOT / "conf" / "feproxy.toml").read_text()
+    bad.write_text(conf + '\n[directory.object_classes]\nuser = "inet Org Person"\n')
+    r = subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
+        [sys.executable, "-m", "frontend", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "directory.object_classes.user: expected an object class name" in r.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [

@@ -88,12 +88,12 @@ async def test_demo_hostile_logins_match_nothing(directory: LdapDirectory, login
 @pytest_twisted.ensureDeferred
 async def test_demo_checks_passwords(directory: LdapDirectory) -> None:
     """Right password True, wrong or empty False, non-ASCII DN binds."""
-    assert await directory.check_password(ALICE, "alice-pw") is True
-    assert await directory.check_password(ALICE, "wrong") is False
-    assert await directory.check_password(ALICE, "") is False
+    assert await directory.check_password(ALICE, b"alice-pw") is True
+    assert await directory.check_password(ALICE, b"wrong") is False
+    assert await directory.check_password(ALICE, b"") is False
     jose = await found(directory.find_user("jose"))
     assert jose.dn == "cn=Jos\u00e9 N\u00fa\u00f1ez,cn=Users,dc=example,dc=com"
-    assert await directory.check_password(jose.dn, "jose-pw") is True
+    assert await directory.check_password(jose.dn, b"jose-pw") is True
 
 
 @pytest_twisted.ensureDeferred

@@ -231,7 +231,7 @@ async def test_non_ascii_user_loads_and_binds(directory: LdapDirectory) -> None:
     assert user is not None
     assert user.dn == JOSE
     assert (user.primary_smtp, user.home_mdb) == ("jose@example.com", MB2)
-    assert await directory.check_password(user.dn, "jose-pw") is True
+    assert await directory.check_password(user.dn, b"jose-pw") is True
 
 
 @pytest_twisted.ensureDeferred
@@ -273,10 +273,10 @@ async def test_ambiguous_login_is_not_found(
 @pytest_twisted.ensureDeferred
 async def test_check_password_right_wrong_and_empty(directory: LdapDirectory) -> None:
     """The right password binds; a wrong or empty one does not."""
-    assert await directory.check_password(ALICE, "alice-pw") is True
-    assert await directory.check_password(ALICE, "bob-pw") is False
-    assert await directory.check_password(ALICE, "") is False
-    assert await directory.check_password("cn=Nobody,cn=Users,dc=example,dc=com", "x") is False
+    assert await directory.check_password(ALICE, b"alice-pw") is True
+    assert await directory.check_password(ALICE, b"bob-pw") is False
+    assert await directory.check_password(ALICE, b"") is False
+    assert await directory.check_password("cn=Nobody,cn=Users,dc=example,dc=com", b"x") is False
 
 
 @pytest_twisted.ensureDeferred
@@ -292,7 +292,7 @@ async def test_empty_password_never_binds(
         return bool(original(self, read_server_info))
 
     monkeypatch.setattr(ldap3.Connection, "bind", recording_bind)
-    assert await down_directory.check_password(ALICE, "") is False
+    assert await down_directory.check_password(ALICE, b"") is False
     assert binds == []
 
 
@@ -419,7 +419,7 @@ async def test_directory_down_raises_directory_unavailable(
     lookups: list[Callable[[], Deferred[Any]]] = [
         lambda: down_directory.find_user("alice"),
         lambda: down_directory.find_mailbox("alice@example.com"),
-        lambda: down_directory.check_password(ALICE, "alice-pw"),
+        lambda: down_directory.check_password(ALICE, b"alice-pw"),
         lambda: down_directory.server_of_store(MB1),
         lambda: down_directory.public_server_for_mailbox_store(MB1),
         lambda: down_directory.tree_replicas("Apps"),
@@ -453,7 +453,7 @@ async def test_server_speaking_garbage_raises_directory_unavailable() -> None:
         with pytest.raises(DirectoryUnavailable):
             await client.find_user("alice")
         with pytest.raises(DirectoryUnavailable):
-            await client.check_password(ALICE, "alice-pw")
+            await client.check_password(ALICE, b"alice-pw")
     finally:
         await client.stop()
         await listener.stopListening()
@@ -521,7 +521,7 @@ async def test_ldap_work_runs_off_the_reactor_thread(
 
         monkeypatch.setattr(ldap3.Connection, name, wrapper)
     user = await found(directory.find_user("alice"))
-    await directory.check_password(user.dn, "alice-pw")
+    await directory.check_password(user.dn, b"alice-pw")
     await directory.tree_replicas("Apps")
     await directory.public_server_for_mailbox_store(MB1)
     assert threads
@@ -539,7 +539,7 @@ async def test_stopped_directory_raises_directory_unavailable(slapd: Slapd) -> N
     with pytest.raises(DirectoryUnavailable):
         await client.find_user("alice")
     with pytest.raises(DirectoryUnavailable):
-        await client.check_password(ALICE, "alice-pw")
+        await client.check_password(ALICE, b"alice-pw")
 
 
 def test_normalize_dn_folds_case_and_spacing() -> None:

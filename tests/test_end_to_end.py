@@ -14,24 +14,9 @@ from typing import Any
 import pytest
 
 from frontend.loadtest.slapd import Slapd
-from tests.support.configs import farm_hosts, write_config
+from tests.support.configs import directory_table, farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
-
-
-def directory_table(slapd: Slapd) -> dict[str, object]:
-    s = slapd.settings()
-    keys = (
-        "url",
-        "bind_dn",
-        "bind_password",
-        "base_dn",
-        "config_dn",
-        "netbios_domain",
-        "timeout",
-        "pool_size",
-    )
-    return {k: getattr(s, k) for k in keys}
 
 
 def fe_config(path: Path, port: int, farm: Farm, slapd: Slapd, **frontend: object) -> Path:

@@ -3,6 +3,7 @@ how to use it, and the attribute and object class names it uses."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +22,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AttributeNames:
-    """Every directory attribute name the front end uses (AD names)."""
+    """Every directory attribute name the front end uses (AD names by default;
+    ``[directory.attributes]`` renames any)."""
 
     sam_account_name: str = "sAMAccountName"
     user_principal_name: str = "userPrincipalName"
@@ -42,7 +44,8 @@ class AttributeNames:
 
 @dataclass(frozen=True)
 class ObjectClassNames:
-    """The object classes the front end's filters select (AD names)."""
+    """The object classes the front end's filters select (AD names by default;
+    ``[directory.object_classes]`` renames any)."""
 
     user: str = "user"
     public_mdb: str = "msExchPublicMDB"
@@ -105,9 +108,15 @@ _KEYS = {
     "timeout",
     "pool_size",
     "attributes",
+    "object_classes",
     "poll_interval",
     "change_attribute",
 }
+
+# Names go into LDAP filters as they are: a descriptor (RFC 4512 keystring)
+# or a numeric OID; an attribute may carry options (";binary").
+_OBJECT_CLASS = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)\Z")
+_ATTRIBUTE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za-z0-9-]+)*\Z")
 
 
 def parse_directory(t: Mapping[str, object], key: str, base: Path) -> DirectorySettings:
@@ -164,6 +173,7 @@ def parse_directory(t: Mapping[str, object], key: str, base: Path) -> DirectoryS
     if netbios is not None and not isinstance(netbios, str):
         raise ConfigError(f"{key}.netbios_domain", "expected a string")
     attrs = _attribute_names(t.get("attributes", {}), f"{key}.attributes")
+    classes = _object_class_names(t.get("object_classes", {}), f"{key}.object_classes")
     return DirectorySettings(
         url=url,
         bind_dn=text("bind_dn"),
@@ -176,20 +186,41 @@ def parse_directory(t: Mapping[str, object], key: str, base: Path) -> DirectoryS
         poll_interval=float(poll),
         change_attribute=change_attribute,
         attributes=attrs,
+        object_classes=classes,
     )
 
 
 def _attribute_names(t: object, key: str) -> AttributeNames:
     """``[directory.attributes]``: a new name for any attribute the front end reads."""
+    return AttributeNames(**_names(t, key, AttributeNames, "attribute", _ATTRIBUTE))
+
+
+def _object_class_names(t: object, key: str) -> ObjectClassNames:
+    """``[directory.object_classes]``: a new name for any object class the filters select."""
+    return ObjectClassNames(**_names(t, key, ObjectClassNames, "object class", _OBJECT_CLASS))
+
+
+def _names(
+    t: object,
+    key: str,
+    names: type[AttributeNames | ObjectClassNames],
+    what: str,
+    pattern: re.Pattern[str],
+) -> dict[str, str]:
+    """The table ``t`` of new names: known keys only, each value a ``what`` name."""
     if not isinstance(t, Mapping):
         raise ConfigError(key, "expected a table")
-    known = {f.name for f in fields(AttributeNames)}
+    known = {f.name for f in fields(names)}
     for name, value in t.items():
         if name not in known:
             raise ConfigError(
                 f"{key}.{name}",
-                f"unknown attribute key (expected one of {', '.join(sorted(known))})",
+                f"unknown {what} key (expected one of {', '.join(sorted(known))})",
             )
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}.{name}", "expected an attribute name")
-    return AttributeNames(**t)
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ConfigError(
+                f"{key}.{name}",
+                f"expected an {what} name (a letter, then letters, digits and '-'; "
+                "or a numeric OID)",
+            )
+    return dict(t)

@@ -1,5 +1,10 @@
 """Basic authentication, checked by binding to the directory as the user.
 
+The password is kept as the octets the client sent and reaches the directory
+unchanged (no decoding, no SASLprep, no other normalisation): the directory
+compares octets.  The login is text (UTF-8, else Latin-1), as it goes into
+a search filter.
+
 A successful check is remembered for ``ttl`` seconds as a keyed BLAKE2b
 digest of (login, password) under a random per-process key: the password is
 never kept in the clear, and a wrong password never matches a cached entry.
@@ -29,8 +34,11 @@ log = Logger()
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
-def parse_basic(header: bytes | None) -> tuple[str, str]:
+def parse_basic(header: bytes | None) -> tuple[str, bytes]:
     """(login, password) from an ``Authorization: Basic`` value.
+
+    The login is decoded as UTF-8, or as Latin-1 when it is not UTF-8; the
+    password is returned as the octets sent, whatever their encoding.
 
     Raises :class:`AuthenticationRequired` when there are no Basic
     credentials, :class:`BadRequest` when they are malformed.
@@ -48,12 +56,12 @@ def parse_basic(header: bytes | None) -> tuple[str, str]:
     if not sep:
         raise BadRequest("The Basic credentials lack a colon.")
     try:
-        login, secret = user.decode("utf-8"), password.decode("utf-8")
+        login = user.decode("utf-8")
     except UnicodeDecodeError:
-        login, secret = user.decode("latin-1"), password.decode("latin-1")
+        login = user.decode("latin-1")
     if _CONTROL.search(login):
         raise BadRequest("The user name holds control characters.")
-    return login, secret
+    return login, password
 
 
 class Authenticator:
@@ -75,9 +83,10 @@ class Authenticator:
             maxsize=maxsize, ttl=ttl, timer=clock.seconds
         )
 
-    def _digest(self, login: str, password: str) -> bytes:
+    def _digest(self, login: str, password: bytes) -> bytes:
+        # The login holds no NUL (control characters are refused): unambiguous.
         h = blake2b(key=self._key, digest_size=32)
-        h.update(login.encode("utf-8") + b"\0" + password.encode("utf-8"))
+        h.update(login.encode("utf-8") + b"\0" + password)
         return h.digest()
 
     async def authenticate(self, header: bytes | None) -> UserEntry:

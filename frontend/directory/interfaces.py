@@ -69,8 +69,8 @@ class DirectorySearch(Protocol):
 class PasswordCheck(Protocol):
     """What :class:`frontend.directory.credentials.Authenticator` asks besides lookups."""
 
-    def check_password(self, dn: str, password: str, /) -> Deferred[bool]:
-        """Whether ``password`` is right for the user at ``dn``."""
+    def check_password(self, dn: str, password: bytes, /) -> Deferred[bool]:
+        """Whether ``password`` (the octets the client sent) is right for the user at ``dn``."""
 
 
 class ConfigFingerprint(Protocol):

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from frontend.config.directory import DirectorySettings
+from frontend.directory.bind import simple_bind
 from frontend.directory.interfaces import (
     Directory,
     IDirectoryReactor,
@@ -42,7 +43,6 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ldap3(\..*)?$")
     from ldap3 import BASE, SUBTREE, Connection
     from ldap3.core.exceptions import (
-        LDAPInvalidCredentialsResult,
         LDAPInvalidDnError,
         LDAPInvalidDNSyntaxResult,
         LDAPNoSuchObjectResult,
@@ -203,12 +203,15 @@ class LdapDirectory(Service, Directory):
         value_filter = f"({names.proxy_addresses}=smtp:{escape_filter_chars(address)})"
         return self._ldap.run("find_mailbox", self._search_user, value_filter)
 
-    def check_password(self, dn: str, password: str) -> Deferred[bool]:
+    def check_password(self, dn: str, password: bytes) -> Deferred[bool]:
         """Whether ``password`` is right for ``dn``, by a simple bind as ``dn``.
 
-        An empty password is refused without any bind (AD would take it for
-        an anonymous bind and succeed).  Fails with DirectoryUnavailable when
-        the directory cannot answer.
+        The password's octets are sent unchanged (no SASLprep).  An empty
+        password is refused without any bind (AD would take it for an
+        anonymous bind and succeed).  False when the directory refuses the
+        credentials (:mod:`frontend.directory.bind`, logged at debug level);
+        fails with DirectoryUnavailable when the directory cannot answer or
+        fails otherwise.
         """
         if not password or not dn:
             return succeed(False)
@@ -265,20 +268,17 @@ class LdapDirectory(Service, Directory):
             digest.update(b"\1")
         return digest.hexdigest()
 
-    def _bind_as(self, dn: str, password: str) -> bool:
+    def _bind_as(self, dn: str, password: bytes) -> bool:
         conn = self._ldap.connection(dn, password)
         try:
-            return bool(conn.bind())
-        except (
-            LDAPInvalidCredentialsResult,
-            LDAPInvalidDNSyntaxResult,
-            LDAPInvalidDnError,
-        ):
-            return False
+            refused = simple_bind(conn)
         except FAILURES as error:
             raise self._ldap.unavailable("bind", error) from error
         finally:
             self._ldap.close(conn)
+        if refused is not None:
+            self._ldap.debug("bind as {dn} refused: {reason}", dn=dn, reason=refused)
+        return refused is None
 
     def _login_filter(self, login: str) -> str | None:
         login = login.strip()

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from frontend.directory.bind import octets
 from frontend.errors import DirectoryUnavailable
 
 if TYPE_CHECKING:
@@ -157,13 +158,21 @@ class LdapPool:
         """Log a warning from a worker thread (through the reactor thread)."""
         self._reactor.callFromThread(log.warn, fmt, **kw)
 
+    def debug(self, fmt: str, **kw: object) -> None:
+        """Log a debug line from a worker thread (through the reactor thread)."""
+        self._reactor.callFromThread(log.debug, fmt, **kw)
+
     def unavailable(self, what: str, error: BaseException) -> DirectoryUnavailable:
         return DirectoryUnavailable(
             detail=f"LDAP {what} against {self.settings.url} failed: {error!r}"
         )
 
-    def connection(self, user: str, password: str) -> Connection:
-        """A new, unopened connection that will bind as ``user``."""
+    def connection(self, user: str, password: bytes) -> Connection:
+        """A new, unopened connection that will bind as ``user``.
+
+        ``password``'s octets are sent unchanged (:func:`octets`: ldap3 would
+        SASLprep a str, changing or refusing some passwords).
+        """
         # ldap3 takes ldap://host:port but not the "/" an LDAP URL may end with.
         url = self.settings.url.strip().rstrip("/")
         # get_info=NONE: no schema download on every connection (values are
@@ -171,7 +180,8 @@ class LdapPool:
         return Connection(
             Server(url, connect_timeout=self.settings.timeout, get_info=NONE),
             user=user,
-            password=password,
+            # ldap3 sends bytes raw (no SASLprep); its stubs say str only.
+            password=octets(password),  # type: ignore[arg-type]
             client_strategy=SYNC,
             auto_bind=False,
             receive_timeout=self._receive_timeout,
@@ -239,7 +249,7 @@ class LdapPool:
 
     def _connect(self) -> Connection:
         """A new connection, open and bound as the service account."""
-        conn = self.connection(self.settings.bind_dn, self.settings.bind_password)
+        conn = self.connection(self.settings.bind_dn, self.settings.bind_password.encode("utf-8"))
         try:
             bound = conn.bind()
         except BaseException:

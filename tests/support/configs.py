@@ -9,9 +9,28 @@ from typing import TYPE_CHECKING, Any
 from frontend.loadtest.tomlwrite import to_toml
 
 if TYPE_CHECKING:
+    from frontend.loadtest.slapd import Slapd
     from tests.support.farm import Farm
 
-__all__ = ["farm_hosts", "static_config", "to_toml", "write_config"]
+__all__ = ["directory_table", "farm_hosts", "static_config", "to_toml", "write_config"]
+
+_DIRECTORY_KEYS = (
+    "url",
+    "bind_dn",
+    "bind_password",
+    "base_dn",
+    "config_dn",
+    "netbios_domain",
+    "timeout",
+    "pool_size",
+)
+
+
+def directory_table(slapd: Slapd, **extra: object) -> dict[str, object]:
+    """The ``[directory]`` table of a front end on ``slapd``'s service account
+    (``extra``: more keys, or keys replaced)."""
+    settings = slapd.settings()
+    return {**{k: getattr(settings, k) for k in _DIRECTORY_KEYS}, **extra}
 
 
 def farm_hosts(farm: Farm) -> dict[str, str]:

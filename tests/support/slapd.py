@@ -13,6 +13,9 @@ Fixtures:
     instance (started), stopped at the end of the test; use it for restarts
     or extra data.
 
+:func:`start_or_fail` starts an instance for a fixture of another scope
+(a module's own directory, stopped by that fixture).
+
 A machine without slapd fails these fixtures (never skips): run
 ``scripts/install-slapd``.
 """
@@ -58,10 +61,12 @@ __all__ = [
     "free_port",
     "slapd",
     "slapd_factory",
+    "start_or_fail",
 ]
 
 
-def _start_or_fail(instance_factory: Callable[[], Slapd]) -> Slapd:
+def start_or_fail(instance_factory: Callable[[], Slapd]) -> Slapd:
+    """Make and start a Slapd; a missing or failing slapd fails the test (never skips)."""
     try:
         instance = instance_factory()
         instance.start()
@@ -76,7 +81,7 @@ def _start_or_fail(instance_factory: Callable[[], Slapd]) -> Slapd:
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """The shared slapd with conf/directory.ldif (do not modify its data)."""
     workdir = tmp_path_factory.mktemp("slapd")
-    instance = _start_or_fail(lambda: Slapd(workdir))
+    instance = start_or_fail(lambda: Slapd(workdir))
     try:
         yield instance
     finally:
@@ -91,7 +96,7 @@ def slapd_factory(tmp_path: Path) -> Iterator[Callable[..., Slapd]]:
     def make(extra_ldif: str = "") -> Slapd:
         workdir = tmp_path / f"slapd{len(made)}"
         workdir.mkdir()
-        instance = _start_or_fail(lambda: Slapd(workdir, extra_ldif=extra_ldif))
+        instance = start_or_fail(lambda: Slapd(workdir, extra_ldif=extra_ldif))
         made.append(instance)
         return instance
 
