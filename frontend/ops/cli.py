@@ -1,4 +1,4 @@
-"""``feproxy``: the command line (serve, check-config, demo)."""
+"""``feproxy``: the command line (serve, check-config, demo, loadtest, plan)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     from frontend.loadtest.cli import add_parser as add_loadtest
 
     add_loadtest(sub)
+    from frontend.ops.plan import add_parser as add_plan
+
+    add_plan(sub)
     return p
 
 
@@ -63,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from frontend.loadtest.cli import run
 
         return run(args)
+    if args.command == "plan":
+        from frontend.ops.plan import run as run_plan
+
+        return run_plan(args)
     from frontend.ops.demo import run_demo
 
     return run_demo(args)
