@@ -35,6 +35,7 @@ DEFAULT = ("ex1.example.com", "ex2.example.com")
 #: Who the front end routes to public folders in conf/directory.ldif: every
 #: user whose HTTP is enabled (carol's is not), with a mailbox or without.
 ROUTED = ["alice", "bob", "dave", "feproxy", "jose"]
+PF1 = f"cn=PF1,cn=InformationStore,cn=EX1,{SERVERS}"
 PF2 = f"cn=PF2,cn=InformationStore,cn=EX2,{SERVERS}"
 
 
@@ -364,3 +365,17 @@ def test_options_that_do_not_go_together_exit_2(config_file: Path, args: tuple[s
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("feproxy plan: ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_store_table_names_both_public_stores_and_servers(planner: Planner) -> None:
+    """--store: the table's heading names the store, both public stores and servers."""
+    plan = await planner.plan(StoreChange("mb1", "PF2"))
+    lines = plan_table(plan).splitlines()
+    assert lines[:4] == [
+        "feproxy plan: the public store of mailbox store MB1",
+        f"public store before: {PF1}",
+        f"public store after:  {PF2}",
+        "its users' public-folder server: ex1.example.com -> ex2.example.com",
+    ]
+    assert "users: 1, moving: 1 (100.0%)" in lines
