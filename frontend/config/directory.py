@@ -50,6 +50,8 @@ class ObjectClassNames:
     user: str = "user"
     public_mdb: str = "msExchPublicMDB"
     pf_tree: str = "msExchPFTree"
+    private_mdb: str = "msExchPrivateMDB"  # mailbox stores (``feproxy plan``)
+    server: str = "msExchExchangeServer"  # servers (``feproxy plan``)
 
 
 @dataclass(frozen=True)

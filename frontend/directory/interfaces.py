@@ -14,16 +14,19 @@ as they like.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 
 __all__ = [
     "CacheStats",
+    "ConfigEntry",
     "ConfigFingerprint",
     "Directory",
+    "DirectoryInventory",
     "DirectorySearch",
+    "EntryKind",
     "IDirectoryReactor",
     "PasswordCheck",
     "QueryObserver",
@@ -64,6 +67,35 @@ class DirectorySearch(Protocol):
 
     def default_tree_replicas(self) -> Deferred[tuple[str, ...]]:
         """Host names of the replicas of the default (MAPI) tree."""
+
+
+#: The kinds of configuration entries :class:`DirectoryInventory` lists.
+EntryKind = Literal["tree", "server", "mailbox_store", "public_store"]
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """A folder tree, server or store under config_dn, as an operator names it."""
+
+    kind: EntryKind
+    dn: str
+    name: str  # cn ("" without one)
+    host: str | None = None  # server: dNSHostName, lower case
+    default_tree: bool = False  # tree: the default (MAPI) tree, msExchPFTreeType 1
+    public_store: str | None = None  # mailbox store: msExchHomePublicMDB (a DN)
+    tree: str | None = None  # public store: msExchOwningPFTree (a DN)
+
+
+class DirectoryInventory(Protocol):
+    """Whole listings, for commands that look at everyone (``feproxy plan``);
+    the front end itself never lists the directory."""
+
+    def all_users(self) -> Deferred[tuple[UserEntry, ...]]:
+        """Every user entry under base_dn (a paged search), read as
+        :meth:`DirectorySearch.find_user` reads one."""
+
+    def config_entries(self, kind: EntryKind, /) -> Deferred[tuple[ConfigEntry, ...]]:
+        """Every entry of ``kind`` under config_dn (a paged search)."""
 
 
 class PasswordCheck(Protocol):

@@ -347,11 +347,16 @@ class LdapDirectory(Service, Directory):
         return entries[0][1] if entries else None
 
     def _search_all(
-        self, conn: Connection, search_filter: str, attributes: list[str]
+        self,
+        conn: Connection,
+        search_filter: str,
+        attributes: list[str],
+        base: str | None = None,
     ) -> list[tuple[str, _Raw]]:
-        """Every entry under config_dn matching ``search_filter``, paged."""
+        """Every entry under ``base`` (config_dn) matching ``search_filter``, paged."""
+        base = self.settings.config_dn if base is None else base
         response = conn.extend.standard.paged_search(
-            self.settings.config_dn,
+            base,
             search_filter,
             SUBTREE,
             attributes=attributes,
@@ -364,7 +369,7 @@ class LdapDirectory(Service, Directory):
             self._ldap.warn(
                 "paged search {filter} under {base} was cut short: {description}",
                 filter=search_filter,
-                base=self.settings.config_dn,
+                base=base,
                 description=result.get("description"),
             )
         return _entries(response)

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from frontend.loadtest.scenario import CHANGES, MAX_REPLICAS
+from frontend.loadtest.scenario import CHANGES, MAX_REPLICAS, MAX_USERS
 
 if TYPE_CHECKING:
     from frontend.loadtest.live import LivePlan
@@ -96,8 +96,6 @@ def _seconds(text: str) -> float:
 
 
 def _add_modes(parser: argparse.ArgumentParser) -> None:
-    from frontend.loadtest.offline import MAX_USERS
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seed", type=_int_in(0, 2**63), default=1, help="random seed (1)")
     common.add_argument("--json", action="store_true", help="print the report as JSON")

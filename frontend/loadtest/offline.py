@@ -1,8 +1,11 @@
 """Offline mode: the spread of synthetic users over replicas, without any network.
 
 Tokens are 16 seeded random bytes, like ``objectGUID`` values; each is placed
-with :func:`frontend.hashing.choose`, exactly as the front end places a user,
-over the replica list before and (for a change scenario) after the change.
+with :func:`frontend.routing.hashing.choose`, exactly as the front end places
+a user, over the replica list before and (for a change scenario) after the
+change; an addition or removal goes through
+:func:`frontend.routing.movement.placements`, the function ``feproxy plan``
+places the directory's users with.
 Only the counts of ``(server before, server after)`` pairs are kept, so a
 million users take a few seconds and little memory.
 
@@ -23,6 +26,7 @@ from typing import Final
 from frontend.loadtest.progress import NullProgress, Progress
 from frontend.loadtest.report import Distribution, Movement, Run
 from frontend.loadtest.scenario import (
+    MAX_USERS,
     MIN_REPLICAS,
     Change,
     plan_change,
@@ -30,11 +34,9 @@ from frontend.loadtest.scenario import (
     server_names,
 )
 from frontend.routing.hashing import choose, policy_named
+from frontend.routing.movement import Placement, placements
 
 __all__ = ["MAX_USERS", "OfflinePlan", "simulate", "synthetic_tokens"]
-
-#: The most users one offline run may simulate (memory stays small; time grows).
-MAX_USERS: Final = 10_000_000
 
 #: Tokens hashed per batch (one progress update each).
 _BATCH: Final = 50_000
@@ -93,21 +95,24 @@ def simulate(plan: OfflinePlan, progress: Progress | None = None) -> Run:
     started = time.perf_counter()
     pairs: Counter[tuple[str, str]] = Counter()
     before_only: Counter[str] = Counter()
+    placed: Counter[Placement] = Counter()
     for tokens in synthetic_tokens(plan.users, plan.seed):
-        before = [choose(policy, token, replicas) or "" for token in tokens]
         if change is None:
-            before_only.update(before)
+            before_only.update(choose(policy, token, replicas) or "" for token in tokens)
         elif change.kind == "fail":
             down = change.unavailable
+            before = [choose(policy, token, replicas) or "" for token in tokens]
             after = [
                 b if b != change.server else (choose(policy, t, replicas, down) or "")
                 for t, b in zip(tokens, before, strict=True)
             ]
             pairs.update(zip(before, after, strict=True))
         else:
-            after = [choose(policy, token, change.after) or "" for token in tokens]
-            pairs.update(zip(before, after, strict=True))
+            # The replica list changes: the very function `feproxy plan` uses.
+            placed.update(placements(policy, tokens, change.before, change.after))
         bar.update(len(tokens))
+    for placement, n in placed.items():
+        pairs[(placement.before or "", placement.after or "")] += n
     if change is None:
         return Run(
             policy=policy.name,

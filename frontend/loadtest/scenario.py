@@ -26,6 +26,7 @@ __all__ = [
     "CHANGES",
     "DOMAIN",
     "MAX_REPLICAS",
+    "MAX_USERS",
     "MIN_REPLICAS",
     "Change",
     "plan_change",
@@ -43,6 +44,9 @@ MIN_REPLICAS: Final = 2
 #: The most replicas a live run starts: its servers live on 127.0.0.2 ..
 #: 127.0.0.(1 + replicas + spares).
 MAX_REPLICAS: Final = 64
+
+#: The most users one offline run may simulate (memory stays small; time grows).
+MAX_USERS: Final = 10_000_000
 
 #: The DNS domain of generated servers (the example organisation's).
 DOMAIN: Final = "example.com"

@@ -1,4 +1,4 @@
-"""``feproxy``: the command line (serve, check-config, demo, loadtest, --version).
+"""``feproxy``: the command line (serve, check-config, demo, loadtest, plan, --version).
 
 Only the standard library is imported at the top: ``feproxy --version`` (and
 the parsing of any command line) loads nothing else, and each command imports
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     from frontend.loadtest.cli import add_parser as add_loadtest
 
     add_loadtest(sub)
+    from frontend.ops.plan import add_parser as add_plan
+
+    add_plan(sub)
     return p
 
 
@@ -71,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from frontend.loadtest.cli import run
 
         return run(args)
+    if args.command == "plan":
+        from frontend.ops.plan import run as run_plan
+
+        return run_plan(args)
     from frontend.ops.demo import run_demo
 
     return run_demo(args)

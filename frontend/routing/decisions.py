@@ -38,6 +38,7 @@ __all__ = [
     "public_route",
     "referral_candidates",
     "static_route",
+    "user_token",
 ]
 
 
@@ -234,6 +235,12 @@ def mailbox_route(
     if server is None:
         raise NotFound("No such mailbox.", detail=f"no server for {owner_key}")
     return Route(vdir=vdir, servers=(server,), target=target, owner_key=owner_key)
+
+
+def user_token(user: UserEntry) -> bytes:
+    """The token a user's public-folder requests are hashed by: the entry's
+    objectGUID (else objectSid), else the login in lower case."""
+    return user.token or user.login.lower().encode("utf-8")
 
 
 def public_order(

@@ -29,6 +29,7 @@ from frontend.routing.decisions import (
     public_route,
     referral_candidates,
     static_route,
+    user_token,
 )
 from frontend.routing.hashing import HashPolicy, policy_named
 
@@ -139,7 +140,7 @@ class Router:
         lookups = self._need_lookups()
         token: bytes | None = None
         if user is not None:
-            token = user.token or user.login.lower().encode("utf-8")
+            token = user_token(user)
         referred = self._referred(lookups, vdir, target)
         if referred is not None:
             servers = public_order(self._orders, token, referred)
