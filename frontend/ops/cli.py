@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from frontend.ops.configfile import load_or_report
 
 if TYPE_CHECKING:
+    from frontend.ops.logs import LogFile
     from frontend.ops.reactor import IServeReactor
     from frontend.ops.service import FrontEndService
 
@@ -94,13 +95,14 @@ def _serve(args: argparse.Namespace) -> int:
     for item in args.inherit:
         fd, _, desc = item.partition("=")
         inherited[desc] = int(fd)
-    if args.access_log == "-":
-        access = sys.stdout
-    else:
-        # Open for the process' life: no context manager to close it.
-        path = os.devnull if args.access_log == "off" else args.access_log
-        access = Path(path).open("a", encoding="utf-8")  # noqa: SIM115
-    logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
+    try:
+        access, errors = _log_files(args)
+    except OSError as e:
+        print(f"feproxy: cannot open a log file: {e}", file=sys.stderr)
+        return 1
+    logging = start_logging(
+        access=access, errors=errors, level=args.log_level, json=args.log_json, clock=reactor
+    )
     reactor.addSystemEventTrigger("after", "shutdown", logging.flush)
     service = FrontEndService(
         config,
@@ -119,6 +121,18 @@ def _serve(args: argparse.Namespace) -> int:
     reactor.callWhenRunning(_start, service, reactor, exit_code)
     reactor.run()
     return exit_code[0] if exit_code else 0
+
+
+def _log_files(args: argparse.Namespace) -> tuple[LogFile | None, LogFile | None]:
+    """The access log and the error log files (None: stdout, stderr)."""
+    from frontend.ops.logs import LogFile
+
+    access = None
+    if args.access_log == "off":
+        access = LogFile.open(os.devnull)
+    elif args.access_log != "-":
+        access = LogFile.open(args.access_log)
+    return access, None
 
 
 def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
