@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         "--access-log", default="-", help="access log file ('-': stdout; 'off': no access log)"
     )
     serve.add_argument(
+        "--error-log", default="-", help="log file ('-': stderr); SIGUSR1 reopens both logs"
+    )
+    serve.add_argument(
         "--workers", type=int, default=1, help="processes sharing the listening sockets"
     )
     # Internal: how a --workers master hands its sockets to a worker.
@@ -117,7 +120,11 @@ def _serve(args: argparse.Namespace) -> int:
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
         reactor.callFromThread(service.reload, args.config)
 
+    def on_usr1(_signum: int, _frame: FrameType | None) -> None:
+        reactor.callFromThread(logging.reopen)  # log rotation, as nginx does
+
     signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGUSR1, on_usr1)
     reactor.callWhenRunning(_start, service, reactor, exit_code)
     reactor.run()
     return exit_code[0] if exit_code else 0
@@ -125,14 +132,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _log_files(args: argparse.Namespace) -> tuple[LogFile | None, LogFile | None]:
     """The access log and the error log files (None: stdout, stderr)."""
-    from frontend.ops.logs import LogFile
+    from frontend.ops.logs import LogFile, open_error_log
 
     access = None
     if args.access_log == "off":
         access = LogFile.open(os.devnull)
     elif args.access_log != "-":
         access = LogFile.open(args.access_log)
-    return access, None
+    return access, open_error_log(args.error_log)
 
 
 def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
