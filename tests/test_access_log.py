@@ -24,7 +24,7 @@ from frontend.proxy.accesslog import (
 )
 from frontend.proxy.accesslog import _LocalTime as LocalTime
 from tests.support.farm import Farm, free_port
-from tests.support.serve import ServeProcess
+from tests.support.serve import ROOT, ServeProcess
 from tests.test_end_to_end import fe_config, get
 
 #: One access line, field by field (the README's description of it).
@@ -244,6 +244,7 @@ def test_goaccess_reads_every_line_with_its_status_and_bytes(
     assert lines[-1].split()[-2] == "-"  # the 502: no back end answered
     assert " 127.0.0.2:" in lines[0]  # ex1's address and the farm's port
 
+    assert GOACCESS_FORMAT in (ROOT / "README.md").read_text(encoding="utf-8")
     done = subprocess.run(
         [
             *(goaccess(), str(access), "--no-global-config", "--log-format", GOACCESS_FORMAT),
