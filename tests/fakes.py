@@ -66,6 +66,7 @@ class FakeResponse:
     aborted: bool = False
     paused: bool = False
     body_sent: bool = False
+    peer: str = "127.0.0.2:80"
     end_to_end: Pairs = field(init=False)
     length: int | None = field(init=False)
 

@@ -23,6 +23,7 @@ from frontend.directory.watch import DirectoryWatcher
 from frontend.errors import DirectoryUnavailable
 from frontend.ops.reactor import IServeReactor, global_reactor
 from frontend.ops.service import FrontEndService
+from frontend.proxy.accesslog import JSON_FIELDS
 from frontend.routing.hashing import POLICIES
 from tests.fakes import MAILBOX_CONFIG
 from tests.support.configs import write_config
@@ -268,6 +269,11 @@ def test_log_json_and_level_flags(farm: Farm, slapd: Slapd, tmp_path: Path) -> N
         assert ok["bytes"] == len(b"mailbox alice on ex1.example.com\n")
         assert refused["status"] == 401
         assert refused["bytes"] == len(b"401 The user name or password is incorrect.\n")
+        # the fields of the text line, under the names README documents
+        assert set(JSON_FIELDS) <= ok.keys()
+        assert (ok["method"], ok["path"], ok["version"]) == ("GET", "/exchange/", "HTTP/1.1")
+        assert ok["upstream"].startswith("127.0.0.2:")
+        assert (refused["user"], refused["upstream"], refused["backend"]) == (None, None, None)
         assert all(json.loads(line) for line in serve.errors().splitlines())
     port = free_port(exclude=(port,))
     quiet = fe_config(tmp_path / "quiet.toml", port, farm, slapd)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from frontend import __version__
 
 if TYPE_CHECKING:
+    from frontend.ops.logs import LogFile
     from frontend.ops.reactor import IServeReactor
     from frontend.ops.service import FrontEndService
 
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-json", action="store_true", help="log JSON lines")
     serve.add_argument(
         "--access-log", default="-", help="access log file ('-': stdout; 'off': no access log)"
+    )
+    serve.add_argument(
+        "--error-log", default="-", help="log file ('-': stderr); SIGUSR1 reopens both logs"
     )
     serve.add_argument(
         "--workers", type=int, default=1, help="processes sharing the listening sockets"
@@ -112,13 +116,14 @@ def _serve(args: argparse.Namespace) -> int:
     for item in args.inherit:
         fd, _, desc = item.partition("=")
         inherited[desc] = int(fd)
-    if args.access_log == "-":
-        access = sys.stdout
-    else:
-        # Open for the process' life: no context manager to close it.
-        path = os.devnull if args.access_log == "off" else args.access_log
-        access = Path(path).open("a", encoding="utf-8")  # noqa: SIM115
-    logging = start_logging(access=access, level=args.log_level, json=args.log_json, clock=reactor)
+    try:
+        access, errors = _log_files(args)
+    except OSError as e:
+        print(f"feproxy: cannot open a log file: {e}", file=sys.stderr)
+        return 1
+    logging = start_logging(
+        access=access, errors=errors, level=args.log_level, json=args.log_json, clock=reactor
+    )
     reactor.addSystemEventTrigger("after", "shutdown", logging.flush)
     service = FrontEndService(
         config,
@@ -133,10 +138,26 @@ def _serve(args: argparse.Namespace) -> int:
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
         reactor.callFromThread(service.reload, args.config)
 
+    def on_usr1(_signum: int, _frame: FrameType | None) -> None:
+        reactor.callFromThread(logging.reopen)  # log rotation, as nginx does
+
     signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGUSR1, on_usr1)
     reactor.callWhenRunning(_start, service, reactor, exit_code)
     reactor.run()
     return exit_code[0] if exit_code else 0
+
+
+def _log_files(args: argparse.Namespace) -> tuple[LogFile | None, LogFile | None]:
+    """The access log and the error log files (None: stdout, stderr)."""
+    from frontend.ops.logs import LogFile, open_error_log
+
+    access = None
+    if args.access_log == "off":
+        access = LogFile.open(os.devnull)
+    elif args.access_log != "-":
+        access = LogFile.open(args.access_log)
+    return access, open_error_log(args.error_log)
 
 
 def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:

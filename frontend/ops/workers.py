@@ -6,7 +6,8 @@ then runs N ``feproxy serve`` workers that inherit theirs: the kernel spreads
 new connections evenly over the workers (with one shared socket, the first
 worker to wake would accept nearly everything).  A worker that is stuck
 still receives its share, which is why dead workers are replaced at once.  Signals reach
-every worker: SIGHUP reloads each one's configuration, SIGTERM/SIGINT stop
+every worker: SIGHUP reloads each one's configuration, SIGUSR1 reopens the
+log files (the master reopens its own error log too), SIGTERM/SIGINT stop
 them gracefully; the master exits when they have.  A worker that dies on
 its own is started again (at most once a second).
 
@@ -29,11 +30,14 @@ from types import FrameType
 
 from frontend.config import Config
 from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
+from frontend.ops.logs import LogFile, open_error_log
 
 __all__ = ["RELAYED", "open_sockets", "run_master"]
 
 #: The signals the master passes on to its workers.
-RELAYED = frozenset({signal.SIGHUP, signal.SIGTERM, signal.SIGINT})
+RELAYED = frozenset({signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT})
+#: The relayed signals that do not stop the workers.
+_KEEP_RUNNING = frozenset({signal.SIGHUP, signal.SIGUSR1})
 
 
 def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
@@ -70,6 +74,8 @@ def _worker_command(
         args.log_level,
         "--access-log",
         args.access_log,
+        "--error-log",
+        args.error_log,
         "--worker-index",
         str(index),
     ]
@@ -80,12 +86,22 @@ def _worker_command(
     return command
 
 
+def _reopen(errors: LogFile) -> None:
+    """The master's error log, reopened (SIGUSR1)."""
+    sys.stderr.flush()
+    try:
+        errors.reopen()
+    except OSError as e:  # the old file stays in use
+        print(f"feproxy: cannot reopen {errors.path}: {e}", file=sys.stderr, flush=True)
+
+
 def run_master(args: argparse.Namespace, config: Config) -> int:
     """Open the sockets, run the workers, relay signals; returns the exit status."""
     try:
         sockets = [open_sockets(config.frontend.listen) for _ in range(args.workers)]
+        errors = open_error_log(args.error_log)
     except (OSError, ValueError) as e:
-        print(f"feproxy: cannot listen: {e}", file=sys.stderr)
+        print(f"feproxy: cannot start: {e}", file=sys.stderr)
         return 1
     workers: list[subprocess.Popen[bytes] | None] = [None] * args.workers
     started = [0.0] * args.workers
@@ -105,8 +121,10 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
 
     def relay(signum: int, _frame: FrameType | None) -> None:
-        if signum != signal.SIGHUP:
+        if signum not in _KEEP_RUNNING:
             stopping.append(signum)
+        elif signum == signal.SIGUSR1 and errors is not None:
+            _reopen(errors)
         for w in workers:
             if w is not None and w.poll() is None:
                 w.send_signal(signum)

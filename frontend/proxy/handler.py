@@ -162,6 +162,7 @@ class FrontEnd:
             if gone:
                 response.abort()
                 return
+            info["upstream"] = response.peer
             self._start_response(request, response, relay, info)
         except Exception as e:  # every failure is answered, see _answer_error
             if not gone:
@@ -241,13 +242,17 @@ class FrontEnd:
         self._metrics.request_finished(info["vdir"], request.code, backend, now - started)
         if self._access is NO_ACCESS_LOG:
             return
+        # References only: the access stream decodes and formats when it writes.
         self._access(
             access_event(
                 client=request.peer,
                 user=info["user"],
-                method=request.method.decode("ascii", "replace"),
-                path=request.target.decode("ascii", "backslashreplace").replace('"', "%22"),
+                method=request.method,
+                target=request.target,
+                version=request.version,
+                headers=request.headers,
                 backend=backend,
+                upstream=info.get("upstream"),
                 vdir=info["vdir"],
                 status=request.code,
                 bytes=info["bytes"],

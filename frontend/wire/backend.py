@@ -92,12 +92,20 @@ class Pool(Interface):
         """``conn`` closed while idle."""
 
 
+def _address(peer: object) -> str:
+    """``host:port`` of a transport's peer (``[host]:port`` for IPv6)."""
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    if host is None or port is None:
+        return "-"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class BackendExchange:
     """One request to a back end and, once its head is read, the response."""
 
     __slots__ = (
         *("code", "phrase", "headers", "end_to_end", "length", "body_sent", "server", "key"),
-        "request",
+        *("request", "peer"),
         *("retry", "_d", "_stop_connecting", "_conn", "_outcome", "_rest", "_delivered"),
     )
 
@@ -108,6 +116,7 @@ class BackendExchange:
         self.end_to_end: Pairs = []
         self.length: int | None = None
         self.body_sent = False
+        self.peer = "-"  # the connection's, once one carries the exchange
         self.server, self.key, self.request = server, key, request
         # a stale pooled connection may be replaced once, for a request without body
         self.retry = request.body is None and request.method in _RETRYABLE_METHODS
@@ -279,9 +288,11 @@ class BackendConnection(Protocol):
         self._paused = self._held = False
         # told when the connection is made (a dialled one: see pool._Dial)
         self.on_made: Callable[[BackendConnection], None] | None = None
+        self.peer = "-"  # host:port, for the access log
 
     def connectionMade(self) -> None:
         self._up.connections_made += 1
+        self.peer = _address(self.transport.getPeer())
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)  # a request head must not wait for ACKs
         made, self.on_made = self.on_made, None
@@ -300,7 +311,7 @@ class BackendConnection(Protocol):
     # starting an exchange
 
     def start(self, ex: BackendExchange, *, reused: bool) -> None:
-        self.key, self._ex, ex._conn = ex.key, ex, self
+        self.key, self._ex, ex._conn, ex.peer = ex.key, ex, self, self.peer
         self._idle, self._reused, self._got = False, reused, False
         self._in_body = self._held = self._paused = False
         request = ex.request

@@ -85,7 +85,8 @@ class Exchange(Protocol):
     those that go on to the client; ``length`` is the body's length (0
     without a body), None when it is chunked or ends with the connection.
     ``body_sent`` says whether any byte of the request body went to the back
-    end.
+    end; ``peer`` is the back end's address as connected, ``host:port``
+    (``[host]:port`` for IPv6), for the access log.
     """
 
     code: int
@@ -94,6 +95,7 @@ class Exchange(Protocol):
     end_to_end: Pairs
     length: int | None
     body_sent: bool
+    peer: str
 
     def header(self, name: bytes) -> list[bytes]: ...
 
