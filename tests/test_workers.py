@@ -96,3 +96,35 @@ def test_sigterm_reaching_a_worker_still_starting_stops_it_cleanly(
         serve.signal(signal.SIGTERM)  # at once: the new worker is still starting
         assert serve.stop() == 0, serve.errors()
         assert all(not Path(f"/proc/{pid}").exists() for pid in now)
+
+
+def _terminate_repeatedly(serve: ServeProcess) -> int:
+    """SIGTERM ``serve`` every few milliseconds until it exits; its status."""
+    deadline = time.monotonic() + 20
+    while serve.proc.poll() is None:
+        assert time.monotonic() < deadline, "still running after 20 s of SIGTERMs"
+        try:
+            serve.signal(signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        time.sleep(0.002)
+    return serve.proc.wait(10)
+
+
+@pytest.mark.usefixtures("clean_farm")
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_sigterms_repeated_while_stopping_still_end_in_a_clean_exit(
+    farm: Farm, tmp_path: Path, workers: int
+) -> None:
+    """SIGTERM after SIGTERM (a relay on top of systemd's own, an impatient
+    operator) stops the process once: exit 0, the workers' included."""
+    port = free_port()
+    config = static_config(tmp_path / "fe.toml", port, farm)
+    with ServeProcess.start(config, ("127.0.0.1", port), "--workers", str(workers)) as serve:
+        if workers > 1:
+            pids = _both_workers(serve)
+        assert exchange(port, REQUEST).startswith(b"HTTP/1.1 200")
+        assert _terminate_repeatedly(serve) == 0, serve.errors()
+        assert serve.errors().count("received SIGTERM: stopping") == workers, serve.errors()
+        if workers > 1:
+            assert all(not Path(f"/proc/{pid}").exists() for pid in pids)

@@ -163,8 +163,12 @@ def _log_files(args: argparse.Namespace) -> tuple[LogFile | None, LogFile | None
 def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
     from twisted.logger import Logger
 
+    from frontend.ops.signals import stop_on_signals
     from frontend.ops.workers import RELAYED
 
+    # In place of the handlers the reactor has just installed (see
+    # frontend.ops.signals): a stop signal stops the process once.
+    stop_on_signals(reactor)
     log = Logger()
     try:
         service.startService()
@@ -174,8 +178,8 @@ def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int
         reactor.stop()
         return
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    # A --workers master starts its workers with these signals blocked; the
-    # reactor's handlers (and ours for SIGHUP) are in place now.
+    # A --workers master starts its workers with these signals blocked; their
+    # handlers are in place now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
     # What exists now (modules, configuration, listeners) lives as long as the
     # process: keep it out of the cyclic collector's full passes, which took

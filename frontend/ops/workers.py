@@ -31,6 +31,7 @@ from types import FrameType
 from frontend.config import Config
 from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
 from frontend.ops.logs import LogFile, open_error_log
+from frontend.ops.signals import IGNORED_ONCE_STOPPING
 
 __all__ = ["RELAYED", "open_sockets", "run_master"]
 
@@ -123,6 +124,10 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
     def relay(signum: int, _frame: FrameType | None) -> None:
         if signum not in _KEEP_RUNNING:
             stopping.append(signum)
+            # The first stop signal is relayed; later ones (and SIGHUP) are
+            # ignored, here as in the workers (see frontend.ops.signals).
+            for sig in IGNORED_ONCE_STOPPING:
+                signal.signal(sig, signal.SIG_IGN)
         elif signum == signal.SIGUSR1 and errors is not None:
             _reopen(errors)
         for w in workers:
