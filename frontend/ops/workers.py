@@ -10,6 +10,11 @@ every worker: SIGHUP reloads each one's configuration, SIGTERM/SIGINT stop
 them gracefully; the master exits when they have.  A worker that dies on
 its own is started again (at most once a second).
 
+Under systemd (``NOTIFY_SOCKET``) only the master talks to systemd: each
+worker tells the master over a datagram socket pair when its listeners are
+open, when its reloads start and end, and pings it for the watchdog;
+:mod:`frontend.ops.readiness` sums that up.
+
 Limits: the listening sockets are fixed when the master starts (a reload can
 change everything else); ``frontend.admin`` is served by worker 0 only, so
 its metrics are that worker's.
@@ -29,6 +34,8 @@ from types import FrameType
 
 from frontend.config import Config
 from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
+from frontend.ops.notify import Notifier
+from frontend.ops.readiness import WorkerNotices
 
 __all__ = ["RELAYED", "open_sockets", "run_master"]
 
@@ -57,7 +64,7 @@ def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
 
 
 def _worker_command(
-    args: argparse.Namespace, index: int, sockets: dict[str, socket.socket]
+    args: argparse.Namespace, index: int, sockets: dict[str, socket.socket], notify_fd: int
 ) -> list[str]:
     command = [
         sys.executable,
@@ -72,12 +79,19 @@ def _worker_command(
         args.access_log,
         "--worker-index",
         str(index),
+        "--notify-fd",
+        str(notify_fd),
     ]
     if args.log_json:
         command.append("--log-json")
     for desc, s in sockets.items():
         command += ["--inherit", f"{s.fileno()}={desc}"]
     return command
+
+
+def _warn(message: str) -> None:
+    """The master's warnings go to standard error (it has no log observer)."""
+    print(f"feproxy: {message}", file=sys.stderr, flush=True)
 
 
 def run_master(args: argparse.Namespace, config: Config) -> int:
@@ -90,21 +104,34 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
     workers: list[subprocess.Popen[bytes] | None] = [None] * args.workers
     started = [0.0] * args.workers
     stopping: list[int] = []
+    fe = config.frontend
+    notices = WorkerNotices(
+        Notifier.from_environ(os.environ, pid=os.getpid(), warn=_warn),
+        args.workers,
+        f"feproxy {fe.name} serving on {', '.join(fe.listen)} with {args.workers} workers",
+    )
 
     def spawn(i: int) -> None:
         started[i] = time.monotonic()
-        fds = [s.fileno() for s in sockets[i].values()]
+        channel = notices.open_channel(i)
+        fds = [*(s.fileno() for s in sockets[i].values()), channel]
         # The worker starts with the relayed signals blocked (a signal mask is
         # inherited across fork and exec) and unblocks them once its handlers
         # are in place: a SIGTERM relayed to a worker still starting waits
         # for it instead of killing it.
         signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         try:
-            workers[i] = subprocess.Popen(_worker_command(args, i, sockets[i]), pass_fds=fds)
+            workers[i] = subprocess.Popen(
+                _worker_command(args, i, sockets[i], channel),
+                pass_fds=fds,
+                env=notices.child_environ(os.environ),
+            )
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+            notices.spawned(i)
 
     def relay(signum: int, _frame: FrameType | None) -> None:
+        notices.signalled(signum)
         if signum != signal.SIGHUP:
             stopping.append(signum)
         for w in workers:
@@ -139,5 +166,6 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
             elif code != 0:
                 status = 1
         if not alive:
+            notices.close()
             return status
-        time.sleep(0.1)
+        notices.wait(0.1)
