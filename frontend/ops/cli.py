@@ -21,6 +21,7 @@ from frontend import __version__
 
 if TYPE_CHECKING:
     from frontend.ops.logs import LogFile
+    from frontend.ops.notify import Notifier
     from frontend.ops.reactor import IServeReactor
     from frontend.ops.service import FrontEndService
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     # Internal: how a --workers master hands its sockets to a worker.
     serve.add_argument("--inherit", action="append", default=[], help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--notify-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
@@ -99,6 +101,7 @@ def _check(path: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from frontend.ops.configfile import load_or_report
     from frontend.ops.logs import start_logging
+    from frontend.ops.notify import Notifier, notify_reload
     from frontend.ops.reactor import global_reactor
     from frontend.ops.service import FrontEndService
     from frontend.proxy import NO_ACCESS_LOG
@@ -134,16 +137,22 @@ def _serve(args: argparse.Namespace) -> int:
         access=NO_ACCESS_LOG if args.access_log == "off" else logging.access,
     )
     exit_code: list[int] = []
+    pid = os.getpid()
+    notifier = (
+        Notifier.from_environ(os.environ, pid=pid)
+        if args.notify_fd is None  # a --workers worker tells its master instead
+        else Notifier.for_channel(args.notify_fd, os.environ, pid=pid)
+    )
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        reactor.callFromThread(service.reload, args.config)
+        reactor.callFromThread(notify_reload, notifier, service.reload, args.config)
 
     def on_usr1(_signum: int, _frame: FrameType | None) -> None:
         reactor.callFromThread(logging.reopen)  # log rotation, as nginx does
 
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGUSR1, on_usr1)
-    reactor.callWhenRunning(_start, service, reactor, exit_code)
+    reactor.callWhenRunning(_start, service, reactor, exit_code, notifier)
     reactor.run()
     return exit_code[0] if exit_code else 0
 
@@ -160,7 +169,9 @@ def _log_files(args: argparse.Namespace) -> tuple[LogFile | None, LogFile | None
     return access, open_error_log(args.error_log)
 
 
-def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int]) -> None:
+def _start(
+    service: FrontEndService, reactor: IServeReactor, exit_code: list[int], notifier: Notifier
+) -> None:
     from twisted.logger import Logger
 
     from frontend.ops.signals import stop_on_signals
@@ -177,6 +188,7 @@ def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int
         exit_code.append(1)
         reactor.stop()
         return
+    reactor.addSystemEventTrigger("before", "shutdown", notifier.stopping)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     # A --workers master starts its workers with these signals blocked; their
     # handlers are in place now.
@@ -191,6 +203,9 @@ def _start(service: FrontEndService, reactor: IServeReactor, exit_code: list[int
         name=service.config.frontend.name,
         listen=", ".join(service.config.frontend.listen),
     )
+    fe = service.config.frontend
+    notifier.started(f"feproxy {fe.name} serving on {', '.join(fe.listen)}")
+    notifier.start_watchdog(reactor)
 
 
 if __name__ == "__main__":  # pragma: no cover

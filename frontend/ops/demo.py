@@ -4,12 +4,20 @@ The directory is ldaptor's in-memory LDAP server loaded from
 conf/directory.ldif, reached by the front end over real LDAP through the same
 ldap3 code as in production; the farm is the stub farm of
 conf/topology.toml; the front end serves conf/feproxy.toml.
+
+Signals as for ``feproxy serve``: SIGHUP reloads the front end's
+configuration from its ``--config`` file (the directory and the farm stay as
+they are); SIGTERM and SIGINT (Ctrl-C) stop the front end (requests in flight
+finish), the farm and the directory, and the demo exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -23,6 +31,7 @@ from frontend.errors import ConfigError
 if TYPE_CHECKING:
     from backend_stub.topology import Topology
     from frontend.ops.reactor import IServeReactor
+    from frontend.ops.service import FrontEndService
 
 __all__ = ["BANNER", "CONF", "run_demo"]
 
@@ -45,7 +54,7 @@ Try:
   curl -i -u carol:carol-pw http://{fe}/exchange/              # 403, HTTP disabled
   curl -i -u alice:alice-pw http://{fe}/public/Announcements/  # alice's public store
   curl -i -u bob:bob-pw http://{fe}/apps/Archive/              # referral followed
-Stop with Ctrl-C.
+Reload the front end's configuration with kill -HUP {pid}; stop with Ctrl-C.
 """
 
 
@@ -54,6 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from frontend.ops.configfile import load_or_report
     from frontend.ops.logs import start_logging
     from frontend.ops.reactor import global_reactor
+    from frontend.ops.signals import stop_on_signals
 
     reactor = global_reactor()
     config = load_or_report(args.config)
@@ -62,6 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     start_logging(level="info")
     failed: list[Failure] = []
+    running: list[FrontEndService] = []
 
     def fail(f: Failure) -> None:
         log.failure("the demo could not start", f)
@@ -69,14 +80,32 @@ def run_demo(args: argparse.Namespace) -> int:
         reactor.stop()
 
     def go() -> None:
-        defer.ensureDeferred(_start(reactor, config, topology, args.ldif)).addErrback(fail)
+        started = defer.ensureDeferred(_start(reactor, config, topology, args.ldif, args.config))
+        started.addCallbacks(running.append, fail)
 
+    def reload() -> None:
+        if not running:
+            log.warn("SIGHUP before the front end started: nothing to reload")
+            return
+        running[0].reload(args.config)
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reactor.callFromThread(reload)
+
+    signal.signal(signal.SIGHUP, on_hup)
+    # SIGTERM and SIGINT stop it once, as they stop serve (frontend.ops.signals).
+    reactor.callWhenRunning(stop_on_signals, reactor)
     reactor.callWhenRunning(go)
     reactor.run()
-    return 1 if failed else 0
+    if failed:
+        return 1
+    log.info("feproxy demo stopped: front end, stub farm and directory closed")
+    return 0
 
 
-async def _start(reactor: IServeReactor, config: Config, topology: Topology, ldif: str) -> None:
+async def _start(
+    reactor: IServeReactor, config: Config, topology: Topology, ldif: str, config_path: str
+) -> FrontEndService:
     from backend_stub.farm import StubFarm
     from frontend.ops.demo_directory import start_demo_directory
     from frontend.ops.service import FrontEndService
@@ -91,7 +120,7 @@ async def _start(reactor: IServeReactor, config: Config, topology: Topology, ldi
     farm = StubFarm(topology, reactor)
     await farm.start()
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(farm.stop()))
-    service = FrontEndService(config, reactor)
+    service = FrontEndService(config, reactor, config_path=config_path)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     listen = config.frontend.listen[0].split(":")
@@ -99,7 +128,8 @@ async def _start(reactor: IServeReactor, config: Config, topology: Topology, ldi
     admin = ", ".join(
         f"http://127.0.0.1:{d.split(':')[1]}/ (status), /metrics" for d in config.frontend.admin
     )
-    print(
-        BANNER.format(fe=fe, ldap=url.netloc, backend_port=topology.port, admin=admin or "-"),
-        flush=True,
+    banner = BANNER.format(
+        fe=fe, ldap=url.netloc, backend_port=topology.port, admin=admin or "-", pid=os.getpid()
     )
+    print(banner, flush=True)
+    return service

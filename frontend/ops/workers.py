@@ -11,6 +11,11 @@ log files (the master reopens its own error log too), SIGTERM/SIGINT stop
 them gracefully; the master exits when they have.  A worker that dies on
 its own is started again (at most once a second).
 
+Under systemd (``NOTIFY_SOCKET``) only the master talks to systemd: each
+worker tells the master over a datagram socket pair when its listeners are
+open, when its reloads start and end, and pings it for the watchdog;
+:mod:`frontend.ops.readiness` sums that up.
+
 Limits: the listening sockets are fixed when the master starts (a reload can
 change everything else); ``frontend.admin`` is served by worker 0 only, so
 its metrics are that worker's.
@@ -25,12 +30,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from frontend.config import Config
 from frontend.ops.listen import DEFAULT_BACKLOG, parse_endpoint
 from frontend.ops.logs import LogFile, open_error_log
+from frontend.ops.notify import Notifier
+from frontend.ops.readiness import WorkerNotices
 from frontend.ops.signals import IGNORED_ONCE_STOPPING
 
 __all__ = ["RELAYED", "open_sockets", "run_master"]
@@ -62,7 +69,7 @@ def open_sockets(listen: Sequence[str]) -> dict[str, socket.socket]:
 
 
 def _worker_command(
-    args: argparse.Namespace, index: int, sockets: dict[str, socket.socket]
+    args: argparse.Namespace, index: int, sockets: dict[str, socket.socket], notify_fd: int
 ) -> list[str]:
     command = [
         sys.executable,
@@ -79,6 +86,8 @@ def _worker_command(
         args.error_log,
         "--worker-index",
         str(index),
+        "--notify-fd",
+        str(notify_fd),
     ]
     if args.log_json:
         command.append("--log-json")
@@ -93,7 +102,12 @@ def _reopen(errors: LogFile) -> None:
     try:
         errors.reopen()
     except OSError as e:  # the old file stays in use
-        print(f"feproxy: cannot reopen {errors.path}: {e}", file=sys.stderr, flush=True)
+        _warn(f"cannot reopen {errors.path}: {e}")
+
+
+def _warn(message: str) -> None:
+    """The master's warnings go to standard error (it has no log observer)."""
+    print(f"feproxy: {message}", file=sys.stderr, flush=True)
 
 
 def run_master(args: argparse.Namespace, config: Config) -> int:
@@ -107,21 +121,34 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
     workers: list[subprocess.Popen[bytes] | None] = [None] * args.workers
     started = [0.0] * args.workers
     stopping: list[int] = []
+    fe = config.frontend
+    notices = WorkerNotices(
+        Notifier.from_environ(os.environ, pid=os.getpid(), warn=_warn),
+        args.workers,
+        f"feproxy {fe.name} serving on {', '.join(fe.listen)} with {args.workers} workers",
+    )
 
     def spawn(i: int) -> None:
         started[i] = time.monotonic()
-        fds = [s.fileno() for s in sockets[i].values()]
+        channel = notices.open_channel(i)
+        fds = [*(s.fileno() for s in sockets[i].values()), channel]
         # The worker starts with the relayed signals blocked (a signal mask is
         # inherited across fork and exec) and unblocks them once its handlers
         # are in place: a SIGTERM relayed to a worker still starting waits
         # for it instead of killing it.
         signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         try:
-            workers[i] = subprocess.Popen(_worker_command(args, i, sockets[i]), pass_fds=fds)
+            workers[i] = subprocess.Popen(
+                _worker_command(args, i, sockets[i], channel),
+                pass_fds=fds,
+                env=notices.child_environ(os.environ),
+            )
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+            notices.spawned(i)
 
     def relay(signum: int, _frame: FrameType | None) -> None:
+        notices.signalled(signum)
         if signum not in _KEEP_RUNNING:
             stopping.append(signum)
             # The first stop signal is relayed; later ones (and SIGHUP) are
@@ -141,6 +168,18 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
     print(
         f"feproxy: master {os.getpid()} running {args.workers} workers", file=sys.stderr, flush=True
     )
+    return _supervise(workers, started, stopping, spawn, notices)
+
+
+def _supervise(
+    workers: list[subprocess.Popen[bytes] | None],
+    started: list[float],
+    stopping: list[int],
+    spawn: Callable[[int], None],
+    notices: WorkerNotices,
+) -> int:
+    """Start again a worker that dies, until a stop signal; then wait for all
+    of them.  The master's exit status: 1 if a worker's stop failed."""
     status = 0
     while True:
         alive = False
@@ -151,16 +190,13 @@ def run_master(args: argparse.Namespace, config: Config) -> int:
             if code is None:
                 alive = True
             elif not stopping:
-                print(
-                    f"feproxy: worker {i} exited with {code}; starting it again",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                _warn(f"worker {i} exited with {code}; starting it again")
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - started[i])))
                 spawn(i)
                 alive = True
             elif code != 0:
                 status = 1
         if not alive:
+            notices.close()
             return status
-        time.sleep(0.1)
+        notices.wait(0.1)

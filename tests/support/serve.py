@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from frontend.loadtest.procs import ChildError, memory_kib, spawn, stop_process, wait_port
@@ -47,11 +47,13 @@ class ServeProcess:
         wait_for: tuple[str, int] | None,
         *,
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> ServeProcess:
-        """``feproxy ARGS...`` with its logs in LOGS.access.log and LOGS.err.log."""
+        """``feproxy ARGS...`` with its logs in LOGS.access.log and LOGS.err.log
+        (``wrapper``: a command that executes feproxy's, e.g. a sandbox)."""
         access = logs.with_suffix(".access.log")
         errors = logs.with_suffix(".err.log")
-        argv = [sys.executable, "-m", "frontend", *args]
+        argv = [*wrapper, sys.executable, "-m", "frontend", *args]
         with access.open("wb") as out, errors.open("wb") as err:
             proc = spawn(argv, stdout=out, stderr=err, cwd=ROOT, env={**os.environ, **(env or {})})
         self = cls(proc, access, errors)
