@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.configs import farm_hosts, write_config
+from tests.support.configs import farm_frontend, farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 from tests.test_forwarding_real import FrontEndProcess
@@ -22,13 +22,9 @@ def start_fe(farm: Farm, tmp: Path, **frontend: object) -> tuple[ServeProcess, i
     config = write_config(
         tmp / "fe.toml",
         {
-            "frontend": {
-                "name": "fe.example.com",
-                "listen": [f"tcp:{port}:interface=127.0.0.1"],
-                "backend_port": farm.port,
-                "authenticate": False,
-                **frontend,
-            },
+            "frontend": farm_frontend(
+                port, farm, name="fe.example.com", authenticate=False, **frontend
+            ),
             "hosts": farm_hosts(farm),
             "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
         },

@@ -15,7 +15,7 @@ from frontend.config.directory import ObjectClassNames
 from frontend.directory.ldap import LdapDirectory
 from frontend.loadtest.slapd import Slapd
 from frontend.ops.reactor import global_reactor
-from tests.support.configs import directory_table, farm_hosts, write_config
+from tests.support.configs import directory_table, farm_frontend, farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 from tests.support.slapd import start_or_fail
@@ -59,12 +59,7 @@ def serve(path: Path, farm: Farm, slapd: Slapd, **directory: object) -> tuple[Se
     """`feproxy serve` with /exchange and /apps on ``slapd`` (``directory``: more keys)."""
     port = free_port()
     config = {
-        "frontend": {
-            "listen": [f"tcp:{port}:interface=127.0.0.1"],
-            "backend_port": farm.port,
-            "connect_timeout": 2.0,
-            "response_timeout": 5.0,
-        },
+        "frontend": farm_frontend(port, farm, connect_timeout=2.0, response_timeout=5.0),
         "hosts": farm_hosts(farm),
         "directory": directory_table(slapd, attributes=ATTRIBUTES, **directory),
         "vdirs": [

@@ -16,7 +16,7 @@ import pytest_twisted
 from frontend.directory.pool import LdapPool
 from frontend.loadtest.slapd import Slapd
 from frontend.ops.reactor import global_reactor
-from tests.support.configs import directory_table, farm_hosts, write_config
+from tests.support.configs import directory_table, farm_frontend, farm_hosts, write_config
 from tests.support.farm import Farm, free_port
 from tests.support.serve import ServeProcess
 from tests.support.slapd import start_or_fail
@@ -112,12 +112,7 @@ def stack(
 ) -> Iterator[Stack]:
     port = free_port()
     config = {
-        "frontend": {
-            "listen": [f"tcp:{port}:interface=127.0.0.1"],
-            "backend_port": farm.port,
-            "connect_timeout": 2.0,
-            "response_timeout": 5.0,
-        },
+        "frontend": farm_frontend(port, farm, connect_timeout=2.0, response_timeout=5.0),
         "hosts": farm_hosts(farm),
         "directory": directory_table(users_slapd),
         "vdirs": [{"path": "/apps", "kind": "public", "tree": "Apps"}],

@@ -12,7 +12,14 @@ if TYPE_CHECKING:
     from frontend.loadtest.slapd import Slapd
     from tests.support.farm import Farm
 
-__all__ = ["directory_table", "farm_hosts", "static_config", "to_toml", "write_config"]
+__all__ = [
+    "directory_table",
+    "farm_frontend",
+    "farm_hosts",
+    "static_config",
+    "to_toml",
+    "write_config",
+]
 
 _DIRECTORY_KEYS = (
     "url",
@@ -38,6 +45,16 @@ def farm_hosts(farm: Farm) -> dict[str, str]:
     return {s["name"]: s["address"] for s in farm.servers()}
 
 
+def farm_frontend(port: int, farm: Farm, **extra: object) -> dict[str, object]:
+    """The ``[frontend]`` table of a front end on loopback ``port`` in front of
+    ``farm`` (``extra``: more keys, or keys replaced)."""
+    return {
+        "listen": [f"tcp:{port}:interface=127.0.0.1"],
+        "backend_port": farm.port,
+        **extra,
+    }
+
+
 def write_config(path: Path, data: Mapping[str, Any]) -> Path:
     path.write_text(to_toml(data), encoding="utf-8")
     return path
@@ -47,12 +64,7 @@ def static_config(path: Path, port: int, farm: Farm, **frontend: object) -> Path
     """A front end on loopback ``port`` without authentication, whose one vdir,
     ``/exchweb``, is static and goes to the farm's ex1 (``frontend``: more keys)."""
     data = {
-        "frontend": {
-            "listen": [f"tcp:{port}:interface=127.0.0.1"],
-            "authenticate": False,
-            "backend_port": farm.port,
-            **frontend,
-        },
+        "frontend": farm_frontend(port, farm, authenticate=False, **frontend),
         "hosts": farm_hosts(farm),
         "vdirs": [{"path": "/exchweb", "kind": "static", "servers": ["ex1.example.com"]}],
     }
